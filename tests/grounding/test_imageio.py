@@ -752,3 +752,12 @@ def test_every_shared_dataset_image_loads(data_root: Path) -> None:
         counts[name] = len(paths)
     print(f"\nloaded {sum(counts.values())} real images: {counts}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("name", ["JPEG-LL.dcm", "JPEGLSNearLossless_16.dcm"])
+def test_jpeg_lossless_and_jpeg_ls_dicom_decode(name: str) -> None:
+    """Compressed transfer syntaxes decode through pylibjpeg (a dependency), not only uncompressed pixel data."""
+    path = pydicom.data.get_testdata_file(name)
+    image = load_image(path)
+    assert image.ndim == 3 and image.shape[2] == 3
+    assert image.min() == 0.0 and image.max() == 1.0

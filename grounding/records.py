@@ -2,7 +2,9 @@
 
 A loader walks a file record by record. Each problem is reported with the file and the record index; under
 ``on_bad="error"`` (the default) the first bad record raises :class:`BadRecordError`, under ``on_bad="skip"`` it is
-dropped and counted. Fixable problems (a box a little outside the image) are fixed and reported as warnings.
+dropped and counted. Fixable problems (a box a little outside the image) are fixed and reported as warnings. Rows removed by a documented
+filter (an OpenI report without findings, a COVID row without notes) are not errors whatever the policy: they are
+logged as ``dropped`` so that the counts stay visible.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ class RecordWarning(UserWarning):
 
 @dataclass
 class RecordIssue:
-    """One problem found while loading: ``action`` is ``"skipped"`` or ``"fixed"``."""
+    """One problem found while loading: ``action`` is ``"skipped"``, ``"fixed"`` or ``"dropped"``."""
 
     source: str
     index: int | str | None
@@ -62,6 +64,10 @@ class RecordLog:
     def fixed(self) -> list[RecordIssue]:
         return [i for i in self.issues if i.action == "fixed"]
 
+    @property
+    def dropped(self) -> list[RecordIssue]:
+        return [i for i in self.issues if i.action == "dropped"]
+
     def summary(self, limit: int = 10) -> str:
         """A few lines: counts per source and action, then the first ``limit`` issues."""
         if not self.issues:
@@ -77,6 +83,7 @@ class RecordLog:
         return {
             "skipped": len(self.skipped),
             "fixed": len(self.fixed),
+            "dropped": len(self.dropped),
             "issues": [vars(i) for i in self.issues],
         }
 
@@ -114,6 +121,10 @@ class RecordChecker:
         issue = RecordIssue(self.source, index, reason, "fixed")
         self.log.issues.append(issue)
         warnings.warn(str(issue), RecordWarning, stacklevel=2)
+
+    def dropped(self, index: int | str | None, reason: str) -> None:
+        """Record a row removed by a documented filter: not an error whatever the policy, not warned about."""
+        self.log.issues.append(RecordIssue(self.source, index, reason, "dropped"))
 
     @property
     def n_skipped(self) -> int:

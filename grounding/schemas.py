@@ -197,16 +197,23 @@ REPORT_FEATURES = datasets.Features(
 )
 
 
+def _dataset(records: list[dict[str, Any]], features: datasets.Features) -> datasets.Dataset:
+    # datasets 5 rejects from_list([], features=...) ("Keys mismatch"): build an empty table column by column
+    if not records:
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    return datasets.Dataset.from_list(records, features=features)
+
+
 def grounding_dataset(samples: list[GroundingSample]) -> datasets.Dataset:
     """Samples -> ``datasets.Dataset`` with :data:`GROUNDING_FEATURES` (an empty list gives an empty dataset)."""
-    return datasets.Dataset.from_list([s.to_record() for s in samples], features=GROUNDING_FEATURES)
+    return _dataset([s.to_record() for s in samples], GROUNDING_FEATURES)
 
 
 def vqa_dataset(samples: list[VQASample]) -> datasets.Dataset:
-    """Samples -> ``datasets.Dataset`` with :data:`VQA_FEATURES`."""
-    return datasets.Dataset.from_list([s.to_record() for s in samples], features=VQA_FEATURES)
+    """Samples -> ``datasets.Dataset`` with :data:`VQA_FEATURES` (an empty list gives an empty dataset)."""
+    return _dataset([s.to_record() for s in samples], VQA_FEATURES)
 
 
 def report_dataset(samples: list[ReportSample]) -> datasets.Dataset:
-    """Samples -> ``datasets.Dataset`` with :data:`REPORT_FEATURES`."""
-    return datasets.Dataset.from_list([s.to_record() for s in samples], features=REPORT_FEATURES)
+    """Samples -> ``datasets.Dataset`` with :data:`REPORT_FEATURES` (an empty list gives an empty dataset)."""
+    return _dataset([s.to_record() for s in samples], REPORT_FEATURES)

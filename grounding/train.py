@@ -1,0 +1,246 @@
+"""Train Med-GLIP: ``accelerate launch grounding/train.py --config configs/grounding/quick.yaml [key=value ...]``.
+
+Plain ``python grounding/train.py ...`` works too (one process). The loop is written out with accelerate: AdamW,
+warm-up + cosine, gradient clipping, optional bf16, a progress bar with the loss parts, a JSONL log
+(``OUTPUT/log.jsonl``), checkpoints with the resolved config (``OUTPUT/checkpoint-<step>``, ``OUTPUT/final``) and,
+when a validation set is given, phrase-grounding metrics on it (``OUTPUT/val_metrics.json``).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    # Run as a script, Python puts grounding/ first on sys.path, where grounding/datasets would shadow the
+    # `datasets` library: put the repository root there instead.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+
+import datasets
+import torch
+from tqdm.auto import tqdm
+
+from grounding.checkpoint import save_grounding_checkpoint
+from grounding.configio import load_config, to_dict
+from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
+from grounding.datasets import load_grounding
+from grounding.model import MedGLIP, build_grounder
+from grounding.records import RecordLog
+from grounding.splits import split_by_group
+from grounding.textio import read_csv
+from grounding.train_config import GroundingTrainConfig
+
+PRETRAINED_PREFIXES = ("backbone.trunk.", "text.encoder.")
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        description="Train the Med-GLIP grounding model.",
+        epilog="Overrides: key=value pairs after the options, dotted for nested keys, e.g. optim.max_steps=200 "
+        "model.loss_weights.mlm=0 data.train=[a.coco.json]",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML preset, e.g. configs/grounding/quick.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    args = parser.parse_args(argv)
+    return args, args.overrides
+
+
+def load_sources(paths: Sequence[str], on_bad: str, log: RecordLog) -> datasets.Dataset:
+    """Concatenate grounding datasets from files in any supported format."""
+    parts = []
+    for path in paths:
+        if not Path(path).exists():
+            hint = ""
+            if "synthmed" in str(path):
+                hint = " (generate it: python -m synthmed --out runs/synthmed --n 2000 --seed 0 --size 256)"
+            raise FileNotFoundError(f"grounding data {path} not found{hint}")
+        parts.append(load_grounding(path, on_bad=on_bad, log=log))
+    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+
+
+def patient_groups(ds: datasets.Dataset, groups_csv: str | None) -> list[str]:
+    """Group label per row: the patient id from ``groups_csv`` (``filename``/``patientid`` columns) by file stem,
+    else the image itself."""
+    if groups_csv is None:
+        return [Path(p).stem for p in ds["image_path"]]
+    columns, rows = read_csv(groups_csv, required=("filename", "patientid"))
+    patient = {Path(r["filename"]).stem: r["patientid"] for r in rows}
+    return [f"patient:{patient[s]}" if (s := Path(p).stem) in patient else f"image:{s}" for p in ds["image_path"]]
+
+
+def build_datasets(cfg: GroundingTrainConfig, log: RecordLog) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    train = load_sources(cfg.data.train, cfg.data.on_bad, log)
+    val = load_sources(cfg.data.val, cfg.data.on_bad, log) if cfg.data.val else None
+    if val is None and cfg.data.val_fraction > 0:
+        train, val = split_by_group(train, patient_groups(train, cfg.data.groups_csv), cfg.data.val_fraction,
+                                    cfg.seed, unit="patient" if cfg.data.groups_csv else "image")
+    if cfg.data.limit is not None:
+        train = train.select(range(min(cfg.data.limit, len(train))))
+    return train, val
+
+
+def param_groups(model: torch.nn.Module, cfg: GroundingTrainConfig) -> list[dict]:
+    """Pretrained parts at ``lr * pretrained_lr_mult``; no weight decay on norms, biases and prompt vectors."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        pretrained = name.startswith(PRETRAINED_PREFIXES)
+        decay = p.ndim >= 2 and "prompts" not in name and "embeddings" not in name
+        groups.setdefault((pretrained, decay), []).append(p)
+    o = cfg.optim
+    return [
+        {"params": ps, "lr": o.lr * (o.pretrained_lr_mult if pre else 1.0), "weight_decay": o.weight_decay if dec else 0.0}
+        for (pre, dec), ps in sorted(groups.items())
+    ]
+
+
+def save_atomic(folder: Path, model: MedGLIP, vocab: PhraseVocabulary, config: dict) -> Path:
+    """Write a checkpoint to a temporary sibling and rename it, so an interrupted save never leaves a broken one."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_grounding_checkpoint(tmp, model, vocab, config)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return folder
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Train; returns the summary written to ``OUTPUT/summary.json``."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    args, overrides = parse_args(argv)
+    cfg = load_config(GroundingTrainConfig, args.config, overrides)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.output_dir)
+    trackers = "tensorboard" if _has_tensorboard() else None
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        log_with=trackers,
+        project_dir=str(out),
+    )
+    set_seed(cfg.seed)
+    main_process = accelerator.is_main_process
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    resolved = to_dict(cfg)
+    if trackers:
+        accelerator.init_trackers("grounding", config=_flat(resolved))
+
+    log = RecordLog()
+    train_ds, val_ds = build_datasets(cfg, log)
+    vocab = PhraseVocabulary.from_dataset(train_ds if val_ds is None else datasets.concatenate_datasets([train_ds, val_ds]))
+    train_set = GroundingTorchDataset(train_ds, vocab, cfg.data.image_size, cfg.data.num_negatives, train=True,
+                                      with_masks=cfg.data.with_masks, seed=cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=True, drop_last=True,
+                                         collate_fn=collate_grounding, num_workers=cfg.data.num_workers,
+                                         generator=generator)
+    if len(loader) == 0:
+        raise ValueError(f"{len(train_ds)} training samples are fewer than one batch of {cfg.optim.batch_size}")
+
+    model = MedGLIP.from_pretrained(cfg.init_from) if cfg.init_from else build_grounder(cfg.model)
+    model.train()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, cfg.optim.max_steps)
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    unwrapped: MedGLIP = accelerator.unwrap_model(model)
+
+    log_file = (out / "log.jsonl").open("a", encoding="utf-8") if main_process else None
+    start = time.perf_counter()
+    step, epoch, stopped_early = 0, 0, False
+    bar = tqdm(total=cfg.optim.max_steps, desc="grounding", disable=not main_process, dynamic_ncols=True)
+    while step < cfg.optim.max_steps and not stopped_early:
+        train_set.set_epoch(epoch)
+        for batch in loader:
+            batch = batch.to(accelerator.device)
+            with accelerator.accumulate(model):
+                prompts = unwrapped.encode_prompts(batch.phrase_lists).to(accelerator.device)
+                output = model(batch.images, prompts, batch.modality_ids, batch.targets)
+                accelerator.backward(output.loss)
+                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)  # free the gradients as soon as the step is done
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            parts = {k: float(v.detach()) for k, v in output.loss_parts.items()}
+            record = {"step": step, "epoch": epoch, "loss": float(output.loss.detach()), **parts,
+                      "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.perf_counter() - start, 2)}
+            if main_process and (step % cfg.log_every == 0 or step == 1):
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+                accelerator.log(record, step=step)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in [("loss", record["loss"]), *parts.items()]}, refresh=False)
+            if cfg.save_every and step % cfg.save_every == 0 and main_process:
+                save_atomic(out / f"checkpoint-{step}", unwrapped, vocab, resolved)
+            if step >= cfg.optim.max_steps:
+                break
+            if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
+                stopped_early = True
+                break
+        epoch += 1
+    bar.close()
+    train_seconds = time.perf_counter() - start
+    accelerator.wait_for_everyone()
+    summary: dict = {"steps": step, "epochs_started": epoch, "train_seconds": round(train_seconds, 1),
+                     "stopped_by_time_limit": stopped_early, "train_samples": len(train_ds),
+                     "val_samples": len(val_ds) if val_ds is not None else 0, "records": log.to_dict()}
+    if main_process:
+        final = save_atomic(out / "final", unwrapped, vocab, resolved)
+        summary["checkpoint"] = str(final)
+        if val_ds is not None and len(val_ds):
+            summary["val"] = _evaluate(unwrapped, vocab, val_ds, cfg, out)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        log_file.close()
+        print(f"trained {step} steps in {train_seconds / 60:.1f} min; checkpoint {final}")
+        if log.issues:
+            print(log.summary())
+    accelerator.end_training()
+    return summary
+
+
+def _evaluate(model: MedGLIP, vocab: PhraseVocabulary, val_ds: datasets.Dataset, cfg: GroundingTrainConfig,
+              out: Path) -> dict:
+    """Phrase-grounding metrics on the validation set, written to ``val_metrics.json`` / ``.md``."""
+    from grounding.evaluation import evaluate_grounding, write_report
+
+    metrics, _ = evaluate_grounding(model, vocab, val_ds, cfg.data.image_size, cfg.eval_batch_size, "cpu")
+    write_report(metrics, out / "val")
+    return metrics
+
+
+def _has_tensorboard() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") is not None
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) else str(v)
+    return flat
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

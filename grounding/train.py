@@ -86,6 +86,36 @@ def build_datasets(cfg: GroundingTrainConfig, log: RecordLog) -> tuple[datasets.
     return train, val
 
 
+def freeze_trunk_to_stride(model: MedGLIP, stride: int) -> int:
+    """Freeze the backbone trunk's parameters up to the stage that outputs ``stride`` (timm's ``feature_info``
+    names that stage); returns how many tensors were frozen. Frozen BatchNorm layers keep their running statistics
+    too (they are put in eval mode by :func:`keep_frozen_norms_in_eval`)."""
+    if stride <= 0:
+        return 0
+    trunk = model.backbone.trunk
+    stages = [(info["module"], info["reduction"]) for info in trunk.feature_info.info]
+    if stride not in [r for _, r in stages]:
+        raise ValueError(f"the backbone has no stage at stride {stride}; strides: {[r for _, r in stages]}")
+    last = next(name for name, r in stages if r == stride)
+    names = [n for n, _ in trunk.named_parameters()]
+    last_index = max(i for i, n in enumerate(names) if n.startswith(last + "."))
+    frozen = 0
+    for i, (_, p) in enumerate(trunk.named_parameters()):
+        if i <= last_index:
+            p.requires_grad_(False)
+            frozen += 1
+    return frozen
+
+
+def keep_frozen_norms_in_eval(model: torch.nn.Module) -> None:
+    """Batch-norm layers whose parameters are all frozen stay in eval mode (their statistics are frozen too)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            params = list(module.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                module.eval()
+
+
 def param_groups(model: torch.nn.Module, cfg: GroundingTrainConfig) -> list[dict]:
     """Pretrained parts at ``lr * pretrained_lr_mult``; no weight decay on norms, biases and prompt vectors."""
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
@@ -153,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     model = MedGLIP.from_pretrained(cfg.init_from) if cfg.init_from else build_grounder(cfg.model)
     model.train()
+    freeze_trunk_to_stride(model, cfg.optim.freeze_backbone_to_stride)
+    keep_frozen_norms_in_eval(model)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.optim.lr, betas=cfg.optim.betas)
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, cfg.optim.max_steps)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)

@@ -31,7 +31,11 @@ class GroundingDataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warm-up and cosine decay; pretrained parts (backbone trunk, text encoder) use a smaller lr."""
+    """AdamW with linear warm-up and cosine decay; pretrained parts (backbone trunk, text encoder) use a smaller lr.
+
+    ``freeze_backbone_to_stride``: freeze the trunk up to and including the stage that outputs this stride (e.g. 4:
+    the stem and the stride-2/4 stages, as GLIP freezes its first stages); 0 trains the whole trunk.
+    """
 
     lr: float = 1e-3
     pretrained_lr_mult: float = 0.1
@@ -42,6 +46,7 @@ class OptimConfig:
     batch_size: int = 4
     grad_clip: float = 1.0
     grad_accum: int = 1
+    freeze_backbone_to_stride: int = 0
 
 
 @dataclass

@@ -53,9 +53,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 
 def load_sources(paths: Sequence[str], on_bad: str, log: RecordLog) -> datasets.Dataset:
-    """Concatenate grounding datasets from files in any supported format."""
+    """Concatenate grounding datasets from files in any supported format (``$VARS`` in paths are expanded)."""
     parts = []
-    for path in paths:
+    for path in (_expand(p) for p in paths):
         if not Path(path).exists():
             hint = ""
             if "synthmed" in str(path):
@@ -70,7 +70,7 @@ def patient_groups(ds: datasets.Dataset, groups_csv: str | None) -> list[str]:
     else the image itself."""
     if groups_csv is None:
         return [Path(p).stem for p in ds["image_path"]]
-    columns, rows = read_csv(groups_csv, required=("filename", "patientid"))
+    columns, rows = read_csv(_expand(groups_csv), required=("filename", "patientid"))
     patient = {Path(r["filename"]).stem: r["patientid"] for r in rows}
     return [f"patient:{patient[s]}" if (s := Path(p).stem) in patient else f"image:{s}" for p in ds["image_path"]]
 
@@ -255,6 +255,13 @@ def _evaluate(model: MedGLIP, vocab: PhraseVocabulary, val_ds: datasets.Dataset,
     metrics, _ = evaluate_grounding(model, vocab, val_ds, cfg.data.image_size, cfg.eval_batch_size, "cpu")
     write_report(metrics, out / "val")
     return metrics
+
+
+def _expand(path: str) -> str:
+    expanded = os.path.expandvars(os.path.expanduser(path))
+    if "$" in expanded:
+        raise ValueError(f"{path}: an environment variable in the path is not set (e.g. MEDGLIP_DATA)")
+    return expanded
 
 
 def _has_tensorboard() -> bool:

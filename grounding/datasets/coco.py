@@ -180,7 +180,8 @@ def load_coco_grounding(
 
     Returns:
         ``datasets.Dataset`` with :data:`~grounding.schemas.GROUNDING_FEATURES`; one row per image, in file order;
-        ``image_id`` is ``str(images[i].id)`` and ``image_path`` is absolute.
+        ``image_id`` is the image file's stem (the id every medglip stage joins on: VQA and report loaders and the
+        region-token store name an image the same way) and ``image_path`` is absolute.
     """
     path = require_file(json_path, "COCO json")
     root = require_dir(image_dir, "image_dir") if image_dir is not None else default_image_dir(path).resolve()
@@ -238,7 +239,7 @@ def load_coco_grounding(
             continue
         dropped_images.discard(image_id)
         images[image_id] = GroundingSample(
-            image_id=str(image_id), image_path=str(image_path), width=size[0], height=size[1], modality=mod,
+            image_id=image_path.stem, image_path=str(image_path), width=size[0], height=size[1], modality=mod,
             source=source,
         )
 

@@ -339,12 +339,16 @@ class MedGLIP(
         top_k: int = 100,
         nms_iou: float = 0.6,
         parents: Sequence[Sequence[int] | None] | None = None,
+        with_masks: bool = False,
+        mask_size: tuple[int, int] | None = None,
     ) -> list[RegionPredictions]:
         """Ground any number of phrases per image, splitting label sets too long for one prompt into chunks.
 
         Each chunk of each image gets its own forward pass (images with the same number of chunks share them);
         phrase-level predictions are merged and parents linked across chunks. Runs in eval mode (the mode is
-        restored afterwards).
+        restored afterwards). Every region carries ``features`` [K, D] (RoIAlign on the fused pyramid, see
+        :mod:`grounding.model.postprocess`) and ``phrase_embeddings`` [K, E]; an image without regions gets
+        [0, D] and [0, E] tensors.
 
         Args:
             images: [B, 3, H, W] in [0, 1].
@@ -353,6 +357,9 @@ class MedGLIP(
             max_tokens: sequence budget of one prompt, prompt vectors and special tokens included
                 (default and maximum: the text encoder's limit).
             parents: per image, per phrase (indices into the full list) the parent phrase or -1.
+            with_masks: attach each region's phrase mask probabilities (``masks`` [K, h, w]; needs the mask head).
+                Off by default: K masks per image cost memory.
+            mask_size: (h, w) of those masks (default: the input size H, W).
         """
         limit = self.max_text_positions
         max_tokens = limit if max_tokens is None else int(max_tokens)
@@ -375,12 +382,24 @@ class MedGLIP(
                 prompts = encode_prompts(self.tokenizer, phrases, max_tokens - prompt_length).to(images.device)
                 index = torch.tensor(members, device=images.device)
                 output = self(images[index], prompts, modality_ids.to(images.device)[index])
-                found = predict_regions(output, prompts, score_threshold, top_k, nms_iou)
+                found = predict_regions(
+                    output, prompts, score_threshold, top_k, nms_iou, with_masks=with_masks, mask_size=mask_size
+                )
                 for pred, b in zip(found, members):
                     parts[b].append((pred, chunks[b][round_]))
         finally:
             self.train(was_training)
-        return [
+        merged = [
             merge_chunks(parts[b], list(phrase_lists[b]), parents[b] if parents is not None else None)
             for b in range(batch)
         ]
+        # an image without phrases had no forward pass: give it empty tensors of the right widths
+        feature_dim, phrase_dim = self.backbone.out_channels, self.head.token_proj.out_features
+        for pred in merged:
+            if pred.features is None:
+                pred.features = images.new_zeros(len(pred), feature_dim)
+            if pred.phrase_embeddings is None:
+                pred.phrase_embeddings = images.new_zeros(len(pred), phrase_dim)
+            if with_masks and pred.masks is None and self.mask_head is not None:
+                pred.masks = images.new_zeros(len(pred), *(mask_size or images.shape[-2:]))
+        return merged

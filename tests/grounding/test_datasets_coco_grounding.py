@@ -87,21 +87,21 @@ def test_good_file_every_extra(tmp_path: Path) -> None:
     path = write_tree(tmp_path, good_coco())
     ds = load_coco_grounding(path, modality="mri")
     assert ds.features == GROUNDING_FEATURES
-    assert ds["image_id"] == ["1", "2", "3"]  # file order, empty image kept
+    assert ds["image_id"] == ["img1", "img2", "img3"]  # file stems in file order, empty image kept
     s = by_id(ds)
-    assert [s[k].modality for k in "123"] == ["ct", "xray", "mri"]  # record, metadata, argument
-    assert (s["2"].width, s["2"].height) == (32, 32)  # read from the header
-    assert (s["1"].width, s["1"].height) == (64, 48)
+    assert [s[f"img{k}"].modality for k in "123"] == ["ct", "xray", "mri"]  # record, metadata, argument
+    assert (s["img2"].width, s["img2"].height) == (32, 32)  # read from the header
+    assert (s["img1"].width, s["img1"].height) == (64, 48)
     for sample in s.values():
         assert Path(sample.image_path).is_absolute() and Path(sample.image_path).is_file()
         assert sample.source == "data"
-    liver, tumor = s["1"].phrases
+    liver, tumor = s["img1"].phrases
     assert (liver.phrase, liver.label, liver.level, liver.parent) == ("liver", "Liver", "organ", None)
     assert liver.boxes == [[2, 2, 12, 12]]
     assert (tumor.phrase, tumor.label, tumor.level, tumor.parent) == ("tumor in the liver", "Tumor", "lesion", "Liver")
     assert tumor.boxes == [[30, 5, 40, 15], [50, 30, 55, 35]]  # same phrase -> one phrase, two boxes
-    assert s["2"].phrases[0].phrase == "right lung" and s["2"].phrases[0].mask_rle is None  # empty segmentation
-    assert s["3"].phrases == []
+    assert s["img2"].phrases[0].phrase == "right lung" and s["img2"].phrases[0].mask_rle is None  # empty segmentation
+    assert s["img3"].phrases == []
 
     def decode(counts: str, h: int, w: int) -> np.ndarray:
         return mask_utils.decode({"size": [h, w], "counts": counts.encode()}).astype(bool)
@@ -132,7 +132,7 @@ def test_default_and_explicit_image_dir(tmp_path: Path) -> None:
 
 def test_keep_empty_false(tmp_path: Path) -> None:
     path = write_tree(tmp_path, good_coco())
-    assert load_coco_grounding(path, modality="mri", keep_empty=False)["image_id"] == ["1", "2"]
+    assert load_coco_grounding(path, modality="mri", keep_empty=False)["image_id"] == ["img1", "img2"]
 
 
 def test_box_partly_outside_is_clipped_with_warning(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_box_partly_outside_is_clipped_with_warning(tmp_path: Path) -> None:
     log = RecordLog()
     with pytest.warns(RecordWarning, match=r"annotations\[3\].*clipped"):
         ds = load_coco_grounding(path, modality="mri", log=log)
-    assert by_id(ds)["2"].phrases[0].boxes == [[20, 20, 32, 32]]
+    assert by_id(ds)["img2"].phrases[0].boxes == [[20, 20, 32, 32]]
     assert len(log.fixed) == 1 and not log.skipped
 
 
@@ -254,7 +254,7 @@ def test_image_whose_annotations_are_all_bad_is_dropped(tmp_path: Path) -> None:
     path = write_tree(tmp_path, coco)
     with pytest.warns(RecordWarning):
         ds = load_coco_grounding(path, modality="mri", on_bad="skip")
-    assert ds["image_id"] == ["1", "3"]  # img2 is not turned into an empty ("nothing here") sample
+    assert ds["image_id"] == ["img1", "img3"]  # img2 is not turned into an empty ("nothing here") sample
 
 
 @pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"annotations": []}', '{"images": {}}'])

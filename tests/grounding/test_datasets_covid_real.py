@@ -66,7 +66,7 @@ def test_coco_lung_boxes_counts(covid: Path, coco_samples: list[GroundingSample]
 def test_coco_left_right_radiological_convention(covid: Path, coco_samples: list[GroundingSample]) -> None:
     """The patient's right lung appears on the image's left (PA/AP radiographs and coronal CT alike)."""
     raw = json.loads((covid / "lung_boxes.coco.json").read_text())
-    views = {str(im["id"]): im["metadata"].get("view", "") for im in raw["images"]}
+    views = {Path(im["file_name"]).stem: im["metadata"].get("view", "") for im in raw["images"]}
     frontal = [s for s in coco_samples if views[s.image_id] in ("PA", "AP", "AP Supine")]
     assert len(frontal) == 38
 

@@ -42,6 +42,17 @@ def str_field(rec: dict[str, Any], key: str, *, ids: bool = False) -> str:
     return " ".join(value.split())
 
 
+def check_images(paths: list, require_images: bool, none_reason: str) -> None:
+    """With ``require_images``: at least one image, and every file present (else a bad record)."""
+    if not require_images:
+        return
+    if not paths:
+        raise RecordProblem(none_reason)
+    for p in paths:
+        if not p.is_file():
+            raise RecordProblem(f"missing image file {p}")
+
+
 def drop(check: RecordChecker, index: int | str | None, reason: str) -> None:
     """Record a row removed by a documented filter (not an error, whatever ``on_bad``): action ``"dropped"``.
 

@@ -23,6 +23,7 @@ from grounding.records import BadRecordError, OnBad, RecordChecker, RecordLog
 from grounding.schemas import ReportSample, normalize_modality
 from reportgen.datasets._common import (
     RecordProblem,
+    check_images,
     drop,
     finish,
     load_json,
@@ -229,12 +230,7 @@ def load_openi_reports(
                 dropped += 1
                 continue
             paths = [(folder / f"{i}{image_ext}").resolve() for i in image_ids]
-            if require_images:
-                if not paths:
-                    raise RecordProblem("no parentImage (require_images=True)")
-                for p in paths:
-                    if not p.is_file():
-                        raise RecordProblem(f"missing image file {p}")
+            check_images(paths, require_images, "no parentImage (require_images=True)")
             samples.append(
                 ReportSample(
                     study_id=study_id,

@@ -22,7 +22,16 @@ import datasets
 
 from grounding.records import BadRecordError, OnBad, RecordChecker, RecordLog
 from grounding.schemas import ReportSample
-from reportgen.datasets._common import RecordProblem, drop, finish, read_csv, str_field, to_dataset, undecodable
+from reportgen.datasets._common import (
+    RecordProblem,
+    check_images,
+    drop,
+    finish,
+    read_csv,
+    str_field,
+    to_dataset,
+    undecodable,
+)
 from reportgen.datasets.sections import extract_sections
 
 METADATA_COLUMNS: tuple[str, ...] = ("dicom_id", "subject_id", "study_id")
@@ -149,12 +158,7 @@ def load_mimic_cxr_reports(
                 dropped += 1
                 continue
             paths = images.get(study_id, [])
-            if require_images:
-                if not paths:
-                    raise RecordProblem(f"no images for study {study_id} in the metadata")
-                for p in paths:
-                    if not p.is_file():
-                        raise RecordProblem(f"missing image file {p}")
+            check_images(paths, require_images, f"no images for study {study_id} in the metadata")
             samples.append(
                 ReportSample(
                     study_id=study_id,

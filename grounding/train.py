@@ -32,7 +32,7 @@ from grounding.configio import load_config, to_dict
 from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
 from grounding.datasets import load_grounding
 from grounding.model import MedGLIP, build_grounder
-from grounding.records import RecordLog
+from grounding.records import RecordChecker, RecordLog
 from grounding.splits import split_by_group
 from grounding.textio import read_csv
 from grounding.train_config import GroundingTrainConfig
@@ -53,16 +53,33 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
 
 
 def load_sources(paths: Sequence[str], on_bad: str, log: RecordLog) -> datasets.Dataset:
-    """Concatenate grounding datasets from files in any supported format (``$VARS`` in paths are expanded)."""
+    """Concatenate grounding datasets from files in any supported format (``$VARS`` in paths are expanded).
+
+    An image that several sources annotate (the COVID lung boxes and the lung masks of the same radiograph) keeps
+    the first source's annotations; the later copies are logged as dropped, so no image is counted twice.
+    """
     parts = []
-    for path in (_expand(p) for p in paths):
+    paths = [_expand(p) for p in paths]
+    for path in paths:
         if not Path(path).exists():
             hint = ""
             if "synthmed" in str(path):
                 hint = " (generate it: python -m synthmed --out runs/synthmed --n 2000 --seed 0 --size 256)"
             raise FileNotFoundError(f"grounding data {path} not found{hint}")
         parts.append(load_grounding(path, on_bad=on_bad, log=log))
-    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    if len(parts) == 1:
+        return parts[0]
+    merged = datasets.concatenate_datasets(parts)
+    seen: set[str] = set()
+    keep = []
+    check = RecordChecker(" + ".join(paths), "skip", log)
+    for i, (image_id, source) in enumerate(zip(merged["image_id"], merged["source"])):
+        if image_id in seen:
+            check.dropped(i, f"image {image_id} already annotated by an earlier source (this copy from {source})")
+            continue
+        seen.add(image_id)
+        keep.append(i)
+    return merged.select(keep) if len(keep) < len(merged) else merged
 
 
 def patient_groups(ds: datasets.Dataset, groups_csv: str | None) -> list[str]:
@@ -236,9 +253,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if main_process:
         final = save_atomic(out / "final", unwrapped, vocab, resolved)
         summary["checkpoint"] = str(final)
+        summary_file = out / "summary.json"
+        summary_file.write_text(json.dumps(summary, indent=2), encoding="utf-8")  # before the evaluation can fail
         if val_ds is not None and len(val_ds):
             summary["val"] = _evaluate(unwrapped, vocab, val_ds, cfg, out)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            summary_file.write_text(json.dumps(summary, indent=2), encoding="utf-8")
         log_file.close()
         print(f"trained {step} steps in {train_seconds / 60:.1f} min; checkpoint {final}")
         if log.issues:

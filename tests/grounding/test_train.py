@@ -85,3 +85,15 @@ def test_unknown_key_and_missing_data_fail_clearly(synth: Path, tmp_path: Path) 
         _train(synth, tmp_path / "run", "optim.learning_rate=1")
     with pytest.raises(FileNotFoundError, match="nowhere.coco.json"):
         _train(synth, tmp_path / "run", "data.train=[nowhere.coco.json]")
+
+
+def test_an_image_from_two_sources_is_kept_once(synth: Path) -> None:
+    from grounding.records import RecordLog
+    from grounding.train import load_sources
+
+    val = str(synth / "grounding_val.coco.json")
+    log = RecordLog()
+    once = load_sources([val], "error", RecordLog())
+    twice = load_sources([val, val], "error", log)
+    assert twice["image_id"] == once["image_id"]
+    assert len(log.dropped) == len(once) and "already annotated" in log.dropped[0].reason

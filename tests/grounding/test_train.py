@@ -97,3 +97,24 @@ def test_an_image_from_two_sources_is_kept_once(synth: Path) -> None:
     twice = load_sources([val, val], "error", log)
     assert twice["image_id"] == once["image_id"]
     assert len(log.dropped) == len(once) and "already annotated" in log.dropped[0].reason
+
+
+def test_covid_preset_splits_by_patient(data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from grounding.configio import load_config
+    from grounding.records import RecordLog
+    from grounding.train import build_datasets, patient_groups
+    from grounding.train_config import GroundingTrainConfig
+
+    monkeypatch.setenv("MEDGLIP_DATA", str(data_root))
+    cfg = load_config(GroundingTrainConfig, REPO / "configs" / "grounding" / "covid.yaml")
+    log = RecordLog()
+    train, val = build_datasets(cfg, log)
+    # 40 images with lung boxes + 97 with lung masks, 36 of them in both: 101 distinct radiographs
+    ids = list(train["image_id"]) + list(val["image_id"])
+    assert len(ids) == len(set(ids)) == 101
+    assert len(log.dropped) == 36
+    groups_csv = cfg.data.groups_csv
+    train_patients = set(patient_groups(train, groups_csv))
+    val_patients = set(patient_groups(val, groups_csv))
+    assert train_patients and val_patients and not train_patients & val_patients
+    assert all(sorted({p["phrase"] for p in s}) == ["left lung", "right lung"] for s in val["phrases"])

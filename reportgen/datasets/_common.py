@@ -42,6 +42,15 @@ def str_field(rec: dict[str, Any], key: str, *, ids: bool = False) -> str:
     return " ".join(value.split())
 
 
+def check_csv_row(row: dict[str, Any]) -> None:
+    """A CSV row must decode as UTF-8 and have as many fields as the header (else a bad record)."""
+    bad_text = undecodable(row)
+    if bad_text:
+        raise RecordProblem(bad_text)
+    if None in row or any(v is None for v in row.values()):
+        raise RecordProblem("malformed row: wrong number of fields")
+
+
 def check_images(paths: list, require_images: bool, none_reason: str) -> None:
     """With ``require_images``: at least one image, and every file present (else a bad record)."""
     if not require_images:

@@ -16,6 +16,7 @@ from grounding.records import OnBad, RecordChecker, RecordLog
 from grounding.schemas import ReportSample
 from reportgen.datasets._common import (
     RecordProblem,
+    check_csv_row,
     connected_groups,
     drop,
     finish,
@@ -23,7 +24,6 @@ from reportgen.datasets._common import (
     read_csv,
     split_by_group,
     to_dataset,
-    undecodable,
 )
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("patientid", "modality", "filename", "clinical_notes")
@@ -62,11 +62,7 @@ def load_covid_notes(
     dropped = 0
     for i, row in enumerate(rows):
         try:
-            bad_text = undecodable(row)
-            if bad_text:
-                raise RecordProblem(bad_text)
-            if None in row or any(v is None for v in row.values()):
-                raise RecordProblem("malformed row: wrong number of fields")
+            check_csv_row(row)
             notes = " ".join(row["clinical_notes"].split())
             if not notes:
                 drop(check, i, "no clinical_notes")

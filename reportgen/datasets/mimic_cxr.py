@@ -24,13 +24,13 @@ from grounding.records import BadRecordError, OnBad, RecordChecker, RecordLog
 from grounding.schemas import ReportSample
 from reportgen.datasets._common import (
     RecordProblem,
+    check_csv_row,
     check_images,
     drop,
     finish,
     read_csv,
     str_field,
     to_dataset,
-    undecodable,
 )
 from reportgen.datasets.sections import extract_sections
 
@@ -66,12 +66,10 @@ def read_metadata(
     check = RecordChecker(metadata_csv, on_bad, log)
     images: dict[str, list[Path]] = {}
     for i, row in enumerate(rows):
-        bad_text = undecodable(row)
-        if bad_text:
-            check.bad(i, bad_text)
-            continue
-        if None in row or any(v is None for v in row.values()):
-            check.bad(i, "malformed row: wrong number of fields")
+        try:
+            check_csv_row(row)
+        except RecordProblem as e:
+            check.bad(i, str(e))
             continue
         dicom, subject, study = row["dicom_id"].strip(), _subject(row["subject_id"]), normalize_study_id(row["study_id"])
         if not dicom or not subject or not study:
@@ -132,11 +130,7 @@ def load_mimic_cxr_reports(
     dropped = 0
     for i, row in enumerate(rows):
         try:
-            bad_text = undecodable(row)
-            if bad_text:
-                raise RecordProblem(bad_text)
-            if None in row or any(v is None for v in row.values()):
-                raise RecordProblem("malformed row: wrong number of fields")
+            check_csv_row(row)
             study_id = normalize_study_id(row[id_col])
             if not study_id:
                 raise RecordProblem(f"empty {id_col}")

@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 # No test may reach a model hub: everything resolves from the PyPI weight packages or tiny random-init configs.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -22,3 +23,13 @@ def data_root() -> Path:
     if not path.is_dir():
         pytest.fail(f"MEDGLIP_DATA={root} is not a folder")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and do not crawl when another process holds one of the two cores.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -54,13 +54,7 @@ def _targets(with_masks: bool = True) -> list[dict[str, torch.Tensor]]:
     return targets
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread, and do not crawl when another process holds one of the two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

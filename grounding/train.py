@@ -17,7 +17,6 @@ if __package__ in (None, ""):
 
 import argparse
 import json
-import math
 import os
 import shutil
 import time
@@ -87,7 +86,7 @@ def patient_groups(ds: datasets.Dataset, groups_csv: str | None) -> list[str]:
     else the image itself."""
     if groups_csv is None:
         return [Path(p).stem for p in ds["image_path"]]
-    columns, rows = read_csv(_expand(groups_csv), required=("filename", "patientid"))
+    _, rows = read_csv(_expand(groups_csv), required=("filename", "patientid"))
     patient = {Path(r["filename"]).stem: r["patientid"] for r in rows}
     return [f"patient:{patient[s]}" if (s := Path(p).stem) in patient else f"image:{s}" for p in ds["image_path"]]
 

@@ -5,13 +5,20 @@ Tasks:
                 reads): COCO AP / AP50, phrase accuracy at IoU 0.5, mean IoU, mask Dice, overall, per level (organ,
                 lesion) and per modality. Writes ``metrics.json`` and ``metrics.md`` into ``--out`` and prints the
                 table.
-    vqa, mrg    visual question answering and medical report generation: not implemented yet in this version
-                (exit code 2).
+    vqa         visual question answering: answer a dataset with a GroundedVLM checkpoint (``vqa/infer.py``), or
+                read a predictions file (``--predictions``); closed accuracy, open exact match, open token recall
+                and F1, per question type; with ``--baseline`` the paired bootstrap difference to another run's
+                predictions. Writes ``metrics.json`` and ``metrics.md`` (and ``predictions.jsonl``) into ``--out``.
+    mrg         medical report generation: not implemented yet in this version (exit code 2).
 
-Example::
+Examples::
 
     python eval/run.py --task grounding --checkpoint runs/grounding/quick/final \\
         --data runs/synthmed/grounding_test.coco.json --out runs/eval/grounding
+    python eval/run.py --task vqa --checkpoint runs/vqa/prefix/best --data runs/synthmed --dataset synthmed \\
+        --split test --regions runs/regions/synthmed --out runs/eval/vqa_prefix
+    python eval/run.py --task vqa --predictions runs/vqa/prefix/predictions_test.jsonl \\
+        --baseline runs/vqa/none/predictions_test.jsonl --out runs/eval/vqa_prefix_vs_none
 
 Importable too: ``from eval.run import main; main(["--task", "grounding", ...])`` returns 0 on success; usage errors
 raise ``SystemExit(2)`` as argparse does.
@@ -30,7 +37,7 @@ if __package__ in (None, ""):
         sys.path.insert(0, _ROOT)
 
 TASKS: tuple[str, ...] = ("vqa", "mrg", "grounding")
-NOT_IMPLEMENTED: frozenset[str] = frozenset({"vqa", "mrg"})
+NOT_IMPLEMENTED: frozenset[str] = frozenset({"mrg"})
 DEFAULT_OUT = "runs/eval/grounding"
 
 
@@ -38,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eval/run.py",
         description="Evaluate a medglip model. --task grounding scores a Med-GLIP checkpoint on a grounding dataset; "
-        "--task vqa and --task mrg are not implemented yet in this version.",
+        "--task vqa scores VQA answers of a checkpoint or a predictions file; --task mrg is not implemented yet "
+        "in this version.",
         epilog="example: python eval/run.py --task grounding --checkpoint runs/grounding/quick/final "
         "--data runs/synthmed/grounding_test.coco.json --out runs/eval/grounding",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -46,17 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task", required=True, choices=TASKS,
         help="grounding: phrase grounding; vqa: visual question answering; mrg: medical report generation "
-        "(vqa and mrg: not implemented yet in this version)",
+        "(mrg: not implemented yet in this version)",
     )
-    g = parser.add_argument_group("grounding (--task grounding)")
-    g.add_argument("--checkpoint", help="grounding checkpoint folder (config.json, model.safetensors, vocab.json)")
+    g = parser.add_argument_group("grounding (--task grounding) and shared options")
+    g.add_argument("--checkpoint", help="checkpoint folder: Med-GLIP (grounding) or GroundedVLM (vqa)")
     g.add_argument(
         "--data",
         help="grounding data: a file or folder load_grounding reads (COCO json, lung-mask folder, ChestX-ray8 / "
         "VinDr-CXR csv, SLAKE folder with --split)",
     )
     g.add_argument("--format", default="auto", help="data format (auto: detected from the path)")
-    g.add_argument("--split", default=None, help="SLAKE split (train, validate, test) when --data is a SLAKE folder")
+    g.add_argument("--split", default=None, help="grounding: SLAKE split when --data is a SLAKE folder; vqa: the "
+                   "split of a --data folder (default test)")
     g.add_argument("--out", default=DEFAULT_OUT, help="output folder for metrics.json and metrics.md")
     g.add_argument(
         "--image-size", type=int, default=None,
@@ -68,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-masks", action="store_true", help="skip mask Dice (saves one forward pass per batch)")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v = parser.add_argument_group("visual question answering (--task vqa)")
+    v.add_argument("--dataset", default=None, help="dataset kind of a --data folder: synthmed, vqa_rad, slake, "
+                   "pathvqa (default: --data is a VQA-RAD-format json)")
+    v.add_argument("--regions", default=None, help="region-store folder(s) or 'oracle' for a grounded checkpoint")
+    v.add_argument("--predictions", default=None, help="score this predictions JSONL instead of running a checkpoint")
+    v.add_argument("--baseline", default=None, help="another run's predictions JSONL: paired bootstrap difference")
+    v.add_argument("--max-new-tokens", type=int, default=10, help="longest answer in tokens")
     return parser
 
 
@@ -81,10 +97,15 @@ def run_grounding(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 
     import torch
 
-    from grounding.evaluation import DEFAULT_IMAGE_SIZE, checkpoint_image_size, evaluate_grounding, format_markdown
-    from grounding.evaluation import write_report
     from grounding.checkpoint import load_grounding_checkpoint
     from grounding.datasets import load_grounding
+    from grounding.evaluation import (
+        DEFAULT_IMAGE_SIZE,
+        checkpoint_image_size,
+        evaluate_grounding,
+        format_markdown,
+        write_report,
+    )
 
     device = args.device
     if device == "auto":
@@ -116,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.task in NOT_IMPLEMENTED:
         parser.exit(2, f"eval/run.py: --task {args.task} is not implemented yet in this version "
                        "(only --task grounding is); it comes with the VQA / report-generation work.\n")
+    if args.task == "vqa":
+        from eval.vqa_task import run_vqa
+
+        if args.out == DEFAULT_OUT:
+            args.out = "runs/eval/vqa"
+        return run_vqa(args, parser)
     return run_grounding(args, parser)
 
 

@@ -202,7 +202,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     freeze_trunk_to_stride(model, cfg.optim.freeze_backbone_to_stride)
     keep_frozen_norms_in_eval(model)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.optim.lr, betas=cfg.optim.betas)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps, cfg.optim.max_steps)
+    # accelerate steps a prepared scheduler once per process at every optimizer step: count in those steps
+    processes = accelerator.num_processes
+    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps * processes,
+                                                cfg.optim.max_steps * processes)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped: MedGLIP = accelerator.unwrap_model(model)
 

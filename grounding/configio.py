@@ -161,3 +161,28 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
         data = _merge(data, parse_overrides(overrides))
         where = f"{where} with overrides"
     return from_dict(cls, data, where)
+
+
+def expand_path(path: str) -> str:
+    """``~`` and ``${VAR}`` expanded (paths in configs name ``${MEDGLIP_DATA}``); an unset variable is an error
+    naming the path."""
+    import os
+
+    expanded = os.path.expandvars(os.path.expanduser(path))
+    if "$" in expanded:
+        raise ValueError(f"{path}: an environment variable in the path is not set (e.g. MEDGLIP_DATA)")
+    return expanded
+
+
+def parse_with_overrides(parser: Any, argv: Sequence[str] | None, flags: dict[str, str]) -> tuple[Any, list[str]]:
+    """Parse ``argv`` with ``parser``; the rest must be ``key=value`` overrides. ``flags`` maps an argument's
+    attribute to the config key it sets (``{"grounding": "model.injection"}``); set flags come before the other
+    overrides, so an explicit ``key=value`` wins. Returns (args, overrides)."""
+    import json
+
+    args, rest = parser.parse_known_args(argv)
+    if bad := [r for r in rest if "=" not in r or r.startswith("-")]:
+        parser.error(f"unrecognised arguments: {' '.join(bad)} (overrides are key=value)")
+    set_flags = [f"{key}={json.dumps(getattr(args, attr))}" for attr, key in flags.items()
+                 if getattr(args, attr) is not None]
+    return args, set_flags + rest

@@ -92,3 +92,15 @@ def modality_field(value: str | None) -> str | None:
         return normalize_modality(value)
     except UnknownModalityError as e:
         raise RecordProblem(str(e)) from None
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """One JSON object per line, written to a temporary sibling and renamed (a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for rec in records:
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -19,60 +18,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = str(REPO / "configs" / "vqa" / "quick.yaml")
-FEATURE_DIM, PHRASE_DIM = 16, 8
 MAX_VAL = MAX_TEST = 4
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synthmed import generate_dataset
-
-    out = tmp_path_factory.mktemp("synth") / "synthmed"
-    generate_dataset(out, 12, seed=1, size=64, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with a random tiny Llama and SmolLM2's tokenizer (without the placeholders: the builder adds them)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from grounding.pretrained import resolve_llm
-
-    folder = tmp_path_factory.mktemp("llm") / "tiny-llama"
-    tokenizer = AutoTokenizer.from_pretrained(resolve_llm())
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer) + 2, hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                         max_position_embeddings=1024, tie_word_embeddings=True))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-def cheap_embedder(phrases: list[str]) -> torch.Tensor:
-    """A deterministic [N, 8] phrase embedding (a random vector seeded by the phrase's CRC32)."""
-    rows = [torch.randn(PHRASE_DIM, generator=torch.Generator().manual_seed(zlib.crc32(p.encode()))) for p in phrases]
-    return torch.stack(rows) if rows else torch.zeros(0, PHRASE_DIM)
-
-
-@pytest.fixture(scope="module")
-def stores(synth: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder of oracle region stores, one per split."""
-    from grounding.oracle import write_oracle_store
-
-    folder = tmp_path_factory.mktemp("regions")
-    for split in ("train", "val", "test"):
-        write_oracle_store(synth / f"grounding_{split}.coco.json", folder / split, text_encoder_embed=cheap_embedder,
-                           feature_dim=FEATURE_DIM)
-    return folder
-
-
-def args(synth: Path, llm: Path, out: Path, *extra: str) -> list[str]:
+def args(tiny_synthmed: Path, llm: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "--config", QUICK, "--dataset", "synthmed", "--root", str(synth), "--output-dir", str(out), "--no-progress",
+        "--config", QUICK, "--dataset", "synthmed", "--root", str(tiny_synthmed), "--output-dir", str(out), "--no-progress",
         f"model.llm={llm}", "model.vision.backbone=test_efficientnet", "model.vision.pretrained=false",
         "model.vision.image_size=32", "model.vision.grid=2", "model.lora.rank=2", "model.regions.max_regions=4",
         "model.regions.xattn_every=1", "optim.max_steps=2", "optim.warmup_steps=1", "optim.batch_size=2",
@@ -96,7 +49,7 @@ def lr_after_one_step() -> float:
     return scheduler.get_last_lr()[0]
 
 
-def check_run(out: Path, summary: dict, injection: str, synth: Path) -> None:
+def check_run(out: Path, summary: dict, injection: str, tiny_synthmed: Path) -> None:
     from fusion.checkpoint import read_checkpoint_config
 
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
@@ -116,7 +69,7 @@ def check_run(out: Path, summary: dict, injection: str, synth: Path) -> None:
         assert (out / name / "adapter" / "adapter_model.safetensors").is_file()
         assert (meta["feature_dim"] is None) == (injection == "none")
     predictions = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
-    questions = json.loads((synth / "vqa_test.json").read_text())[:MAX_TEST]
+    questions = json.loads((tiny_synthmed / "vqa_test.json").read_text())[:MAX_TEST]
     assert len(predictions) == MAX_TEST == len(questions) and "accuracy" in summary["test"]
     assert [p["question"] for p in predictions] == [q["question"] for q in questions]
     assert all(isinstance(p["prediction"], str) for p in predictions)
@@ -124,17 +77,17 @@ def check_run(out: Path, summary: dict, injection: str, synth: Path) -> None:
 
 
 @pytest.mark.parametrize("injection", ["none", "text", "prefix", "xattn"])
-def test_two_steps_write_checkpoints_logs_and_test_predictions(synth, tiny_llm, stores, tmp_path, injection) -> None:
+def test_two_steps_write_checkpoints_logs_and_test_predictions(tiny_synthmed, tiny_llm, tiny_stores, tmp_path, injection) -> None:
     from vqa.train import main
 
     out = tmp_path / "run"
-    regions = [] if injection == "none" else ["--regions", str(stores)]
-    summary = main(args(synth, tiny_llm, out, "--grounding", injection, *regions))
-    check_run(out, summary, injection, synth)
-    assert summary["regions"] == ("" if injection == "none" else str(stores))
+    regions = [] if injection == "none" else ["--regions", str(tiny_stores)]
+    summary = main(args(tiny_synthmed, tiny_llm, out, "--grounding", injection, *regions))
+    check_run(out, summary, injection, tiny_synthmed)
+    assert summary["regions"] == ("" if injection == "none" else str(tiny_stores))
 
 
-def test_best_checkpoint_reloads_to_the_test_predictions(synth, tiny_llm, stores, tmp_path) -> None:
+def test_best_checkpoint_reloads_to_the_test_predictions(tiny_synthmed, tiny_llm, tiny_stores, tmp_path) -> None:
     from fusion.checkpoint import load_grounded_vlm
     from fusion.region_sources import open_regions
     from grounding.records import RecordLog
@@ -144,24 +97,24 @@ def test_best_checkpoint_reloads_to_the_test_predictions(synth, tiny_llm, stores
     from vqa.train import main
 
     out = tmp_path / "run"
-    main(args(synth, tiny_llm, out, "--grounding", "prefix", "--regions", str(stores)))
+    main(args(tiny_synthmed, tiny_llm, out, "--grounding", "prefix", "--regions", str(tiny_stores)))
     vlm, processor, cfg, meta = load_grounded_vlm(out / "best")
     assert cfg.llm == str(tiny_llm) and meta["train_config"]["optim"]["max_steps"] == 2
-    splits = load_splits(VQADataConfig(root=str(synth), max_val=MAX_VAL, max_test=MAX_TEST), RecordLog())
-    records = predict_answers(vlm, processor, splits["test"], open_regions(str(stores)), batch_size=4,
+    splits = load_splits(VQADataConfig(root=str(tiny_synthmed), max_val=MAX_VAL, max_test=MAX_TEST), RecordLog())
+    records = predict_answers(vlm, processor, splits["test"], open_regions(str(tiny_stores)), batch_size=4,
                               max_new_tokens=3, progress=False)
     saved = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in records] == [r["prediction"] for r in saved]
 
 
-def test_a_grounded_run_needs_regions(synth, tiny_llm, tmp_path) -> None:
+def test_a_grounded_run_needs_regions(tiny_synthmed, tiny_llm, tmp_path) -> None:
     from vqa.train import main
 
     with pytest.raises(ValueError, match="needs --regions"):
-        main(args(synth, tiny_llm, tmp_path / "run", "--grounding", "prefix"))
+        main(args(tiny_synthmed, tiny_llm, tmp_path / "run", "--grounding", "prefix"))
 
 
-def test_oracle_regions_are_written_next_to_the_run(synth, tiny_llm, tmp_path) -> None:
+def test_oracle_regions_are_written_next_to_the_run(tiny_synthmed, tiny_llm, tmp_path) -> None:
     from fusion.checkpoint import read_checkpoint_config
     from grounding.pretrained import PretrainedNotAvailableError, resolve_text_encoder
 
@@ -172,8 +125,8 @@ def test_oracle_regions_are_written_next_to_the_run(synth, tiny_llm, tmp_path) -
     from vqa.train import main
 
     out = tmp_path / "run"
-    summary = main(args(synth, tiny_llm, out, "--grounding", "prefix", "--regions", "oracle"))
-    check_run(out, summary, "prefix", synth)
+    summary = main(args(tiny_synthmed, tiny_llm, out, "--grounding", "prefix", "--regions", "oracle"))
+    check_run(out, summary, "prefix", tiny_synthmed)
     assert summary["regions"] == "oracle"
     written = sorted(p.name for p in (tmp_path / "oracle_regions").iterdir())
     assert written == ["grounding_test", "grounding_train", "grounding_val"]
@@ -206,7 +159,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_accelerate_launch_on_two_cpu_processes(synth, tiny_llm, stores, tmp_path) -> None:
+def test_accelerate_launch_on_two_cpu_processes(tiny_synthmed, tiny_llm, tiny_stores, tmp_path) -> None:
     """Two gloo processes (DDP on the CPU) through ``accelerate launch``.
 
     ``accelerate launch --cpu --num_processes 2`` starts a single process with accelerate 1.x (its simple launcher
@@ -225,7 +178,7 @@ def test_accelerate_launch_on_two_cpu_processes(synth, tiny_llm, stores, tmp_pat
                "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
                "--dynamo_backend", "no", str(REPO / "vqa" / "train.py"),
                # one epoch of 8 questions in batches of 2: 4 batches, 2 for each process, so 2 optimizer steps
-               *args(synth, tiny_llm, out, "--grounding", "prefix", "--regions", str(stores), "data.max_train=8",
+               *args(tiny_synthmed, tiny_llm, out, "--grounding", "prefix", "--regions", str(tiny_stores), "data.max_train=8",
                      "optim.max_steps=100", "optim.epochs=1")]
     done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -234,5 +187,5 @@ def test_accelerate_launch_on_two_cpu_processes(synth, tiny_llm, stores, tmp_pat
     assert all(r["distributed_type"].endswith("MULTI_CPU") for r in seen)
     assert done.stdout.count("trained 2 steps") == 1  # the main process alone reports, validates and saves
     summary = json.loads((out / "summary.json").read_text())
-    check_run(out, summary, "prefix", synth)
+    check_run(out, summary, "prefix", tiny_synthmed)
     assert summary["questions"]["train"] == 8 and summary["epochs_started"] == 1

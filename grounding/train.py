@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grounding.checkpoint import save_grounding_checkpoint
-from grounding.configio import load_config, to_dict
+from grounding.configio import expand_path, load_config, to_dict
 from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
 from grounding.datasets import load_grounding
 from grounding.model import MedGLIP, build_grounder
@@ -58,7 +58,7 @@ def load_sources(paths: Sequence[str], on_bad: str, log: RecordLog) -> datasets.
     the first source's annotations; the later copies are logged as dropped, so no image is counted twice.
     """
     parts = []
-    paths = [_expand(p) for p in paths]
+    paths = [expand_path(p) for p in paths]
     for path in paths:
         if not Path(path).exists():
             hint = ""
@@ -86,7 +86,7 @@ def patient_groups(ds: datasets.Dataset, groups_csv: str | None) -> list[str]:
     else the image itself."""
     if groups_csv is None:
         return [Path(p).stem for p in ds["image_path"]]
-    _, rows = read_csv(_expand(groups_csv), required=("filename", "patientid"))
+    _, rows = read_csv(expand_path(groups_csv), required=("filename", "patientid"))
     patient = {Path(r["filename"]).stem: r["patientid"] for r in rows}
     return [f"patient:{patient[s]}" if (s := Path(p).stem) in patient else f"image:{s}" for p in ds["image_path"]]
 
@@ -276,13 +276,6 @@ def _evaluate(model: MedGLIP, vocab: PhraseVocabulary, val_ds: datasets.Dataset,
     metrics, _ = evaluate_grounding(model, vocab, val_ds, cfg.data.image_size, cfg.eval_batch_size, "cpu")
     write_report(metrics, out / "val")
     return metrics
-
-
-def _expand(path: str) -> str:
-    expanded = os.path.expandvars(os.path.expanduser(path))
-    if "$" in expanded:
-        raise ValueError(f"{path}: an environment variable in the path is not set (e.g. MEDGLIP_DATA)")
-    return expanded
 
 
 def _has_tensorboard() -> bool:

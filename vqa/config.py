@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fusion.config import FusionConfig
+from fusion.training import OptimConfig
 
 
 @dataclass
@@ -32,21 +33,6 @@ class VQADataConfig:
 
 
 @dataclass
-class VQAOptimConfig:
-    """AdamW with linear warm-up and cosine decay over ``max_steps`` optimizer steps (``epochs`` caps them too)."""
-
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 30
-    max_steps: int = 600
-    epochs: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    grad_clip: float = 1.0
-
-
-@dataclass
 class VQATrainConfig:
     """A VQA training run.
 
@@ -58,7 +44,7 @@ class VQATrainConfig:
 
     model: FusionConfig = field(default_factory=FusionConfig)
     data: VQADataConfig = field(default_factory=VQADataConfig)
-    optim: VQAOptimConfig = field(default_factory=VQAOptimConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
     regions: str = ""
     seed: int = 0
     output_dir: str = "runs/vqa/quick"

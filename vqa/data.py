@@ -1,7 +1,6 @@
 """VQA splits for training and inference, and the torch dataset that turns questions into processor examples."""
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,19 +10,12 @@ import torch
 
 from fusion.processor import GroundedExample
 from fusion.regions import StoreRegions
+from grounding.configio import expand_path
 from grounding.imageio import load_image
 from grounding.records import RecordIssue, RecordLog
 from vqa.config import VQADataConfig
 from vqa.datasets import load_vqa, split_by_image
 from vqa.prompt import vqa_example
-
-
-def expand_path(path: str) -> str:
-    """``~`` and ``${VAR}`` expanded; an unset variable is an error naming the path."""
-    expanded = os.path.expandvars(os.path.expanduser(path))
-    if "$" in expanded:
-        raise ValueError(f"{path}: an environment variable in the path is not set (e.g. MEDGLIP_DATA)")
-    return expanded
 
 
 def _cap(ds: datasets.Dataset, n: int | None) -> datasets.Dataset:

@@ -26,8 +26,9 @@ import torch
 
 from fusion.checkpoint import load_grounded_vlm
 from fusion.region_sources import open_regions
+from grounding.configio import expand_path
 from grounding.records import RecordLog
-from vqa.data import drop_without_regions, expand_path
+from vqa.data import drop_without_regions
 from vqa.datasets import VQA_DATASETS, load_vqa
 from vqa.inference import predict_answers, score, write_predictions
 

@@ -7,7 +7,6 @@ A prediction record (one JSON line of ``predictions.jsonl``)::
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from tqdm.auto import tqdm
 from fusion.processor import GroundedProcessor
 from fusion.regions import StoreRegions
 from fusion.vlm import GroundedVLM
+from grounding.textio import write_jsonl
 from vqa.data import VQAExamples
 
 
@@ -68,14 +68,7 @@ def prediction_record(row: dict[str, Any], prediction: str) -> dict[str, Any]:
 
 def write_predictions(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
     """One JSON object per line (written to a temporary file, then renamed)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for rec in records:
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_jsonl(records, path)
 
 
 def score(records: list[dict[str, Any]]) -> dict[str, float]:

@@ -22,8 +22,6 @@ if __package__ in (None, ""):
 
 import argparse
 import json
-import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +33,8 @@ from fusion.checkpoint import save_grounded_vlm
 from fusion.config import INJECTION_MODES
 from fusion.region_sources import open_regions
 from fusion.trainable import train_mode, trainable_count
-from grounding.configio import load_config, to_dict
+from fusion.training import JsonlLog, build_optimizer, train_loop
+from grounding.configio import load_config, parse_with_overrides, to_dict
 from grounding.records import RecordLog
 from vqa.config import VQATrainConfig
 from vqa.data import VQAExamples, default_oracle_sources, drop_without_regions, load_splits
@@ -65,23 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
-    args, rest = build_parser().parse_known_args(argv)
-    if bad := [r for r in rest if "=" not in r or r.startswith("-")]:
-        build_parser().error(f"unrecognised arguments: {' '.join(bad)} (overrides are key=value)")
-    flags = {"data.dataset": args.dataset, "data.root": args.root, "model.injection": args.grounding,
-             "regions": args.regions, "output_dir": args.output_dir}
-    overrides = [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
-    return args, overrides + rest
+FLAGS = {"dataset": "data.dataset", "root": "data.root", "grounding": "model.injection", "regions": "regions",
+         "output_dir": "output_dir"}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train; returns the summary written to ``OUTPUT/summary.json``."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from transformers import get_cosine_schedule_with_warmup
 
-    args, overrides = parse_args(argv)
+    args, overrides = parse_with_overrides(build_parser(), argv, FLAGS)
     cfg = load_config(VQATrainConfig, args.config, overrides)
     cfg.model.validate()
     if cfg.threads:
@@ -118,16 +110,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                          generator=generator)
     if len(loader) == 0:
         raise ValueError(f"{len(train_set)} training questions are fewer than one batch of {cfg.optim.batch_size}")
-    max_steps = cfg.optim.max_steps
-    processes = accelerator.num_processes
-    if cfg.optim.epochs is not None:
-        batches = math.ceil(len(loader) / processes)  # accelerate gives each process its share of the batches
-        max_steps = min(max_steps, cfg.optim.epochs * math.ceil(batches / cfg.optim.grad_accum))
-    params = [p for p in vlm.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
-                                  weight_decay=cfg.optim.weight_decay)
-    # the prepared scheduler steps once per process at every optimizer step: count the schedule's steps alike
-    scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps * processes, max_steps * processes)
+    params, optimizer, scheduler, max_steps = build_optimizer(vlm, cfg.optim, len(loader), accelerator.num_processes)
     model, optimizer, loader, scheduler = accelerator.prepare(vlm, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
     resolved = to_dict(cfg)
@@ -137,13 +120,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return save_grounded_vlm(unwrapped, processor, cfg.model, out / name, feature_dim=feature_dim,
                                  phrase_dim=phrase_dim, extra=ckpt_extra)
 
-    log_file = (out / "log.jsonl").open("a", encoding="utf-8") if main_process else None
-
-    def write_log(record: dict[str, Any]) -> None:
-        if log_file is not None:
-            log_file.write(json.dumps(record) + "\n")
-            log_file.flush()
-
+    log_file = JsonlLog(out / "log.jsonl", enabled=main_process)
     best: dict[str, Any] = {"accuracy": -1.0, "step": 0}
 
     def validate(step: int) -> None:
@@ -152,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                                       max_new_tokens=cfg.max_new_tokens, progress=progress, desc="validating",
                                       examples=val_set)
             metrics = score(records)
-            write_log({"step": step, "val": metrics})
+            log_file.write({"step": step, "val": metrics})
             if metrics["accuracy"] > best["accuracy"]:
                 best.update(accuracy=metrics["accuracy"], step=step, metrics=metrics)
                 save("best")
@@ -164,47 +141,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if main_process:
         print(f"{cfg.model.injection} model: {n_train:,} of {n_all:,} parameters train; "
               f"{len(train_set)} training / {len(val_set)} validation questions; {max_steps} steps")
-    train_mode(unwrapped, cfg.model.train)
-    start = time.perf_counter()
-    step, epoch, stopped_early = 0, 0, False
-    bar = tqdm(total=max_steps, desc=f"vqa {cfg.model.injection}", disable=not progress, dynamic_ncols=True)
-    while step < max_steps and not stopped_early:
-        for batch in loader:
-            with accelerator.accumulate(model):
-                output = model(batch)
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(params, cfg.optim.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)  # free the gradients as soon as the step is done
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            loss = float(output.loss.detach())
-            if step % cfg.log_every == 0 or step == 1:
-                write_log({"step": step, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                           "elapsed_s": round(time.perf_counter() - start, 2)})
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
-                stopped_early = True
-            if step >= max_steps or stopped_early:
-                break
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                validate(step)
-                train_mode(unwrapped, cfg.model.train)
-        epoch += 1
-        if not cfg.eval_every and step < max_steps and not stopped_early:
-            validate(step)  # the end of an epoch
-            train_mode(unwrapped, cfg.model.train)
-    bar.close()
-    train_seconds = time.perf_counter() - start
+    result = train_loop(accelerator, model, optimizer, scheduler, loader, params, max_steps=max_steps,
+                        grad_clip=cfg.optim.grad_clip, validate=validate,
+                        set_train_mode=lambda: train_mode(unwrapped, cfg.model.train), log=log_file,
+                        log_every=cfg.log_every, eval_every=cfg.eval_every, max_minutes=cfg.max_minutes,
+                        desc=f"vqa {cfg.model.injection}", progress=progress)
+    step, train_seconds = result.steps, result.seconds
     validate(step)
     summary: dict[str, Any] = {
         "injection": cfg.model.injection, "regions": cfg.regions if regions is not None else "",
-        "steps": step, "epochs_started": epoch, "train_seconds": round(train_seconds, 1),
-        "seconds_per_step": round(train_seconds / max(step, 1), 3), "stopped_by_time_limit": stopped_early,
+        "steps": step, "epochs_started": result.epochs, "train_seconds": round(train_seconds, 1),
+        "seconds_per_step": round(train_seconds / max(step, 1), 3),
+        "stopped_by_time_limit": result.stopped_by_time_limit,
         "trainable_parameters": n_train, "parameters": n_all,
         "questions": {name: len(ds) for name, ds in splits.items()}, "records": log.to_dict(),
     }

@@ -19,6 +19,8 @@ Examples::
         --split test --regions runs/regions/synthmed --out runs/eval/vqa_prefix
     python eval/run.py --task vqa --predictions runs/vqa/prefix/predictions_test.jsonl \\
         --baseline runs/vqa/none/predictions_test.jsonl --out runs/eval/vqa_prefix_vs_none
+    python eval/run.py --task vqa --ablation --config configs/vqa/quick.yaml --regions runs/regions/synthmed \\
+        --seeds 0 1 --out runs/ablation/vqa          # every grounding mode, results.md + results.png
 
 Importable too: ``from eval.run import main; main(["--task", "grounding", ...])`` returns 0 on success; usage errors
 raise ``SystemExit(2)`` as argparse does.
@@ -84,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--predictions", default=None, help="score this predictions JSONL instead of running a checkpoint")
     v.add_argument("--baseline", default=None, help="another run's predictions JSONL: paired bootstrap difference")
     v.add_argument("--max-new-tokens", type=int, default=10, help="longest answer in tokens")
+    a = parser.add_argument_group("ablation (--task vqa --ablation)")
+    a.add_argument("--ablation", action="store_true",
+                   help="train and compare every grounding mode with the same seed and data (runs in OUT/seed<S>/<mode>, "
+                   "finished runs are reused)")
+    a.add_argument("--config", default=None, help="training preset for --ablation (configs/vqa/quick.yaml)")
+    a.add_argument("--modes", nargs="+", default=["none", "text", "prefix", "xattn", "oracle"],
+                   help="grounding modes to run (none is the baseline; oracle = prefix with ground-truth regions)")
+    a.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds: mean and spread over several")
+    a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides passed to every training run")
+    a.add_argument("--compile-only", action="store_true", help="only compare the runs already in --out")
     return parser
 
 
@@ -141,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         from eval.vqa_task import run_vqa
 
         if args.out == DEFAULT_OUT:
-            args.out = "runs/eval/vqa"
+            args.out = "runs/eval/vqa_ablation" if args.ablation else "runs/eval/vqa"
+        if args.ablation:
+            from eval.vqa_task import run_vqa_ablation
+
+            return run_vqa_ablation(args, parser)
         return run_vqa(args, parser)
     return run_grounding(args, parser)
 

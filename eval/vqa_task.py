@@ -85,3 +85,38 @@ def run_vqa(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     print(text, end="")
     print(f"wrote {out / 'metrics.json'} and {out / 'metrics.md'}")
     return 0
+
+
+def run_vqa_ablation(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Train (unless a run already finished) and compare every grounding mode: ``OUT/results.{json,md,png}``."""
+    from eval.ablation import compile_vqa, mode_arguments, run_folder
+
+    modes = args.modes
+    if "none" not in modes:
+        parser.error("--modes must include none, the baseline of the comparison")
+    if not args.compile_only:
+        if not args.config:
+            parser.error("--ablation needs --config (the training preset), or --compile-only")
+        from vqa.train import main as train
+
+        for seed in args.seeds:
+            for mode in modes:
+                folder = run_folder(args.out, seed, mode)
+                if (folder / "summary.json").is_file():
+                    print(f"seed {seed} {mode}: finished before, reused ({folder})")
+                    continue
+                argv = ["--config", args.config, "--output-dir", str(folder), f"seed={seed}",
+                        *mode_arguments(mode, args.regions), *args.set]
+                if args.dataset:
+                    argv += ["--dataset", args.dataset]
+                if args.data:
+                    argv += ["--root", args.data]
+                if args.no_progress:
+                    argv.append("--no-progress")
+                print(f"seed {seed} {mode}: training into {folder}")
+                train(argv)
+    results = compile_vqa(args.out, modes, args.seeds)
+    text = (Path(args.out) / "results.md").read_text(encoding="utf-8")
+    print(text, end="")
+    print(f"wrote {Path(args.out) / 'results.json'}, results.md and results.png")
+    return 0 if results["rows"] else 1

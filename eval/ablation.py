@@ -132,8 +132,8 @@ def format_markdown(results: dict[str, Any]) -> str:
     seeds = results["seeds"]
     names = [n for n, _, _ in VQA_COLUMNS]
     lines = [f"# VQA ablation: grounding modes (seeds {', '.join(map(str, seeds))})", "",
-             f"Differences are to `{results['baseline']}`, with 95% paired bootstrap intervals over questions "
-             f"({results['resamples']} resamples), on `{results['predictions']}`.", "",
+             (f"Differences are to `{results['baseline']}`, with 95% paired bootstrap intervals over questions "
+              f"({results['resamples']} resamples), on `{results['predictions']}`."), "",
              "| mode | " + " | ".join(names) + " | Δ accuracy [95% CI] | Δ closed | Δ open | steps | s/step |",
              "| --- | " + " | ".join("---" for _ in names) + " | --- | --- | --- | --- | --- |"]
     for mode, row in results["rows"].items():

@@ -38,7 +38,7 @@ def test_compile_compares_every_mode_with_none_per_question(tmp_path):
     assert same["diff"] == 0 and same["low"] == same["high"] == 0
     assert rows["none"]["vs_none"] == {}
     table = (tmp_path / "results.md").read_text()
-    assert "| prefix | 0.750 |" in table and "+0.500 [" in table and "| none | 0.250 | 0.500 |" in table
+    assert "| prefix | 0.750 |" in table and "+0.500 [" in table and "| none | 0.250 | 0.250 |" in table
     assert (tmp_path / "results.png").stat().st_size > 1000
     assert json.loads((tmp_path / "results.json").read_text())["rows"]["prefix"]["train"]["steps"] == 5
 

@@ -49,3 +49,16 @@ def open_regions(spec: str, oracle_sources: Sequence[str | Path] = (), oracle_di
                              "dataset; or write a store with `python -m grounding.oracle` and pass its folder")
         return StoreRegions(oracle_store_folders(oracle_sources, oracle_dir))
     return StoreRegions(store_folders(spec))
+
+
+def dataset_oracle_sources(dataset: str, root: str, splits: Sequence[str], configured: Sequence[str] = ()) -> list[str]:
+    """Ground-truth grounding files for ``--regions oracle``: ``configured`` (``${VAR}`` expanded), else SynthMed's
+    ``grounding_<split>.coco.json`` of the used splits, else none."""
+    from grounding.configio import expand_path
+
+    if configured:
+        return [expand_path(s) for s in configured]
+    if dataset == "synthmed":
+        folder = Path(expand_path(root))
+        return [str(folder / f"grounding_{s}.coco.json") for s in splits if (folder / f"grounding_{s}.coco.json").is_file()]
+    return []

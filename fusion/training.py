@@ -144,3 +144,97 @@ def train_loop(
             set_train_mode()
     bar.close()
     return LoopResult(step, epoch, time.perf_counter() - start, stopped)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# what every trainer of a GroundedVLM sets up the same way
+
+
+@dataclass
+class Run:
+    """An accelerate run: the accelerator, the output folder, and whether this process writes and shows progress."""
+
+    accelerator: Any
+    out: Path
+    main_process: bool
+    progress: bool
+
+
+def trainer_parser(prog: str, description: str, example: str, dataset_names: tuple[str, ...]) -> Any:
+    """The command line shared by ``vqa/train.py`` and ``reportgen/train.py`` (see :data:`TRAINER_FLAGS`)."""
+    import argparse
+
+    from fusion.config import INJECTION_MODES
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"example: {example}\nAny config key can be overridden as key=value (dotted for nested keys, e.g. "
+        "model.lora.rank=16).",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="YAML preset (configs/<task>/quick.yaml, ...)")
+    parser.add_argument("--dataset", choices=dataset_names, default=None, help="sets data.dataset")
+    parser.add_argument("--root", default=None, help="sets data.root, the dataset folder (${MEDGLIP_DATA} expands)")
+    parser.add_argument("--grounding", choices=INJECTION_MODES, default=None,
+                        help="how regions reach the LLM (sets model.injection); none is the ungrounded baseline")
+    parser.add_argument("--regions", default=None,
+                        help="region-store folder(s) (comma-separated, or a folder of stores) or 'oracle' "
+                        "(ground-truth regions)")
+    parser.add_argument("--output-dir", default=None, help="sets output_dir")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+#: trainer_parser's arguments -> the config keys they set
+TRAINER_FLAGS = {"dataset": "data.dataset", "root": "data.root", "grounding": "model.injection",
+                 "regions": "regions", "output_dir": "output_dir"}
+
+
+def start_run(output_dir: str, seed: int, mixed_precision: str, grad_accum: int, threads: int | None,
+              show_progress: bool = True) -> Run:
+    """Threads, the accelerator, the seed and the output folder (created by the main process)."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    if threads:
+        torch.set_num_threads(threads)
+    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+    set_seed(seed)
+    out = Path(output_dir)
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+    return Run(accelerator, out, accelerator.is_main_process, accelerator.is_main_process and show_progress)
+
+
+def run_regions(injection: str, spec: str, oracle_sources: list[str], run: Run) -> Any:
+    """The run's region lookup (``fusion.regions.StoreRegions``), or None for ``injection: none``; oracle stores
+    are written once, by the main process, into ``OUTPUT/../oracle_regions``."""
+    from fusion.region_sources import open_regions
+
+    if injection == "none":
+        return None
+    if not spec:
+        raise ValueError(f"--grounding {injection} needs --regions (a region-store folder or 'oracle')")
+    with run.accelerator.main_process_first():
+        return open_regions(spec, oracle_sources, run.out.parent / "oracle_regions")
+
+
+def train_loader(dataset: Any, batch_size: int, collate: Any, num_workers: int, seed: int, what: str) -> Any:
+    """A shuffled loader of full batches (seeded); an error naming ``what`` when there is not one batch."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                         collate_fn=collate, num_workers=num_workers,
+                                         generator=torch.Generator().manual_seed(seed))
+    if len(loader) == 0:
+        raise ValueError(f"{len(dataset)} training {what} are fewer than one batch of {batch_size}")
+    return loader
+
+
+def run_summary(injection: str, regions_spec: str, result: LoopResult, n_train: int, n_all: int,
+                sizes_key: str, sizes: dict[str, int], records: dict[str, Any]) -> dict[str, Any]:
+    """The part of ``summary.json`` every trainer writes (``sizes_key``: "questions", "studies", ...)."""
+    return {
+        "injection": injection, "regions": regions_spec,
+        "steps": result.steps, "epochs_started": result.epochs, "train_seconds": round(result.seconds, 1),
+        "seconds_per_step": round(result.seconds / max(result.steps, 1), 3),
+        "stopped_by_time_limit": result.stopped_by_time_limit, "trainable_parameters": n_train, "parameters": n_all,
+        sizes_key: sizes, "records": records,
+    }

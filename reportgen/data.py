@@ -8,10 +8,10 @@ from typing import Any
 import datasets
 import torch
 
+from fusion.image_cache import ImageCache
 from fusion.processor import GroundedExample
 from fusion.regions import StoreRegions
 from grounding.configio import expand_path
-from grounding.imageio import load_image
 from grounding.records import RecordIssue, RecordLog
 from reportgen.config import TARGETS, ReportDataConfig
 from reportgen.datasets import load_reports, split_by_patient
@@ -80,7 +80,7 @@ def drop_studies_without_regions(ds: datasets.Dataset, regions: StoreRegions, on
 
 
 class ReportExamples(torch.utils.data.Dataset):
-    """Studies -> ``GroundedExample`` (up to ``max_images`` images, each loaded and preprocessed once and kept).
+    """Studies -> ``GroundedExample`` (up to ``max_images`` images, each loaded and preprocessed once).
 
     Args:
         ds: ``ReportSample`` records.
@@ -93,17 +93,12 @@ class ReportExamples(torch.utils.data.Dataset):
 
     def __init__(self, ds: datasets.Dataset, preprocess: Callable[[Any], torch.Tensor], regions: StoreRegions | None,
                  instruction: str, target: str | None, max_images: int) -> None:
-        self.ds, self.preprocess, self.regions = ds, preprocess, regions
+        self.ds, self.regions = ds, regions
         self.instruction, self.target, self.max_images = instruction, target, max_images
-        self._images: dict[str, torch.Tensor] = {}
+        self.image = ImageCache(preprocess)
 
     def __len__(self) -> int:
         return len(self.ds)
-
-    def image(self, path: str) -> torch.Tensor:
-        if path not in self._images:
-            self._images[path] = self.preprocess(load_image(path, channels=3)).to(torch.bfloat16)
-        return self._images[path].float()
 
     def __getitem__(self, i: int) -> GroundedExample:
         row = self.ds[i]

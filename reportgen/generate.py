@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from fusion.checkpoint import load_grounded_vlm
-from fusion.region_sources import open_regions
+from fusion.region_sources import dataset_oracle_sources, open_regions
 from grounding.configio import expand_path, from_dict
 from grounding.records import RecordLog
 from grounding.textio import write_jsonl
@@ -84,9 +84,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if cfg.injection != "none":
         if not args.regions:
             raise SystemExit(f"{args.checkpoint} is a {cfg.injection!r} model: pass --regions (store folder or oracle)")
-        sources = [expand_path(s) for s in args.oracle_sources]
-        if args.regions == "oracle" and not sources and args.dataset == "synthmed":
-            sources = [str(Path(data) / f"grounding_{args.split}.coco.json")]
+        sources = dataset_oracle_sources(args.dataset, data, [args.split], args.oracle_sources)
         regions = open_regions(args.regions, sources, args.out.parent / "oracle_regions")
         ds = drop_studies_without_regions(ds, regions, args.on_bad, log, args.split)
     records = generate_reports(vlm, processor, ds, regions, instruction=train_cfg.instruction,

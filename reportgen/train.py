@@ -21,20 +21,27 @@ if __package__ in (None, ""):
     # Run as a script, Python puts reportgen/ first on sys.path, where reportgen/datasets would shadow `datasets`.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-import argparse
 import json
 from collections.abc import Sequence
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from fusion.builder import build_grounded_vlm
 from fusion.checkpoint import save_grounded_vlm
-from fusion.config import INJECTION_MODES
-from fusion.region_sources import open_regions
+from fusion.region_sources import dataset_oracle_sources
 from fusion.trainable import train_mode, trainable_count
-from fusion.training import JsonlLog, build_optimizer, train_loop
+from fusion.training import (
+    TRAINER_FLAGS,
+    JsonlLog,
+    build_optimizer,
+    run_regions,
+    run_summary,
+    start_run,
+    train_loader,
+    train_loop,
+    trainer_parser,
+)
 from grounding.configio import load_config, parse_with_overrides, to_dict
 from grounding.records import RecordLog
 from grounding.textio import write_jsonl
@@ -44,63 +51,29 @@ from reportgen.datasets import REPORT_DATASETS
 from reportgen.generation import generate_reports, score_reports
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reportgen/train.py",
-        description="Train a LoRA-tuned vision-language model to write radiology reports, with or without region "
-        "tokens.",
-        epilog="example: accelerate launch reportgen/train.py --config configs/reportgen/quick.yaml --dataset "
-        "synthmed --grounding prefix --regions runs/regions/synthmed optim.max_steps=300\n"
-        "Any config key can be overridden as key=value (dotted for nested keys, e.g. generation.num_beams=3).",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def build_parser():
+    return trainer_parser(
+        "reportgen/train.py", "Train a LoRA-tuned vision-language model to write radiology reports, with or without "
+        "region tokens.", "accelerate launch reportgen/train.py --config configs/reportgen/quick.yaml --dataset "
+        "synthmed --grounding prefix --regions runs/regions/synthmed optim.max_steps=300", REPORT_DATASETS,
     )
-    parser.add_argument("--config", type=Path, default=None, help="YAML preset (configs/reportgen/quick.yaml, ...)")
-    parser.add_argument("--dataset", choices=REPORT_DATASETS, default=None, help="sets data.dataset")
-    parser.add_argument("--root", default=None, help="sets data.root (${MEDGLIP_DATA} expands)")
-    parser.add_argument("--grounding", choices=INJECTION_MODES, default=None,
-                        help="how regions reach the LLM (sets model.injection); none is the ungrounded baseline")
-    parser.add_argument("--regions", default=None,
-                        help="region-store folder(s) (comma-separated, or a folder of stores) or 'oracle'")
-    parser.add_argument("--output-dir", default=None, help="sets output_dir")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
-
-
-FLAGS = {"dataset": "data.dataset", "root": "data.root", "grounding": "model.injection", "regions": "regions",
-         "output_dir": "output_dir"}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Train; returns the summary written to ``OUTPUT/summary.json``."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    args, overrides = parse_with_overrides(build_parser(), argv, FLAGS)
+    args, overrides = parse_with_overrides(build_parser(), argv, TRAINER_FLAGS)
     cfg = load_config(ReportTrainConfig, args.config, overrides)
     cfg.model.validate()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.output_dir)
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.optim.grad_accum)
-    set_seed(cfg.seed)
-    main_process = accelerator.is_main_process
-    progress = main_process and not args.no_progress
-    if main_process:
-        out.mkdir(parents=True, exist_ok=True)
+    run = start_run(cfg.output_dir, cfg.seed, cfg.mixed_precision, cfg.optim.grad_accum, cfg.threads,
+                    not args.no_progress)
+    accelerator, out, main_process, progress = run.accelerator, run.out, run.main_process, run.progress
 
     log = RecordLog()
     splits = load_report_splits(cfg.data, log, cfg.seed)
-    regions = None
-    if cfg.model.injection != "none":
-        if not cfg.regions:
-            raise ValueError(f"--grounding {cfg.model.injection} needs --regions (a region-store folder or 'oracle')")
-        sources = list(cfg.data.oracle_sources)
-        if not sources and cfg.data.dataset == "synthmed":
-            root = Path(cfg.data.root)
-            used = [s for s in (cfg.data.train_split, cfg.data.val_split, cfg.data.test_split) if s]
-            sources = [str(root / f"grounding_{s}.coco.json") for s in used]
-        with accelerator.main_process_first():  # the oracle stores are written once
-            regions = open_regions(cfg.regions, sources, out.parent / "oracle_regions")
+    used = [s for s in (cfg.data.train_split, cfg.data.val_split, cfg.data.test_split) if s]
+    sources = dataset_oracle_sources(cfg.data.dataset, cfg.data.root, used, cfg.data.oracle_sources)
+    regions = run_regions(cfg.model.injection, cfg.regions, sources, run)
+    if regions is not None:
         splits = {name: drop_studies_without_regions(ds, regions, cfg.data.on_bad, log, name)
                   for name, ds in splits.items()}
 
@@ -112,11 +85,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     make = lambda ds, target: ReportExamples(ds, processor.pixel_values, regions, cfg.instruction,
                                              target, cfg.data.max_images)
     train_set, val_set = make(splits["train"], cfg.data.target), make(splits["val"], None)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.optim.batch_size, shuffle=True, drop_last=True,
-                                         collate_fn=processor.collate, num_workers=cfg.data.num_workers,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    if len(loader) == 0:
-        raise ValueError(f"{len(train_set)} training studies are fewer than one batch of {cfg.optim.batch_size}")
+    loader = train_loader(train_set, cfg.optim.batch_size, processor.collate, cfg.data.num_workers, cfg.seed,
+                          "studies")
     params, optimizer, scheduler, max_steps = build_optimizer(vlm, cfg.optim, len(loader), accelerator.num_processes)
     model, optimizer, loader, scheduler = accelerator.prepare(vlm, optimizer, loader, scheduler)
     unwrapped = accelerator.unwrap_model(model)
@@ -156,13 +126,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         log_every=cfg.log_every, eval_every=cfg.eval_every, max_minutes=cfg.max_minutes,
                         desc=f"reports {cfg.model.injection}", progress=progress)
     validate(result.steps)
-    summary: dict[str, Any] = {
-        "injection": cfg.model.injection, "regions": cfg.regions if regions is not None else "",
-        "steps": result.steps, "epochs_started": result.epochs, "train_seconds": round(result.seconds, 1),
-        "seconds_per_step": round(result.seconds / max(result.steps, 1), 3),
-        "stopped_by_time_limit": result.stopped_by_time_limit, "trainable_parameters": n_train, "parameters": n_all,
-        "studies": {name: len(ds) for name, ds in splits.items()}, "records": log.to_dict(),
-    }
+    summary = run_summary(cfg.model.injection, cfg.regions if regions is not None else "", result, n_train, n_all,
+                          "studies", {name: len(ds) for name, ds in splits.items()}, log.to_dict())
     if main_process:
         save("final")
         summary.update(best_step=best["step"], val=best.get("metrics", {}), checkpoint=str(out / "best"))

@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import datasets
 import torch
 
+from fusion.image_cache import ImageCache
 from fusion.processor import GroundedExample
 from fusion.regions import StoreRegions
 from grounding.configio import expand_path
-from grounding.imageio import load_image
 from grounding.records import RecordIssue, RecordLog
 from vqa.config import VQADataConfig
 from vqa.datasets import load_vqa, split_by_image
@@ -37,16 +36,6 @@ def load_splits(cfg: VQADataConfig, log: RecordLog, seed: int = 0) -> dict[str, 
     return splits
 
 
-def default_oracle_sources(cfg: VQADataConfig, splits: list[str]) -> list[str]:
-    """``data.oracle_sources``, or SynthMed's ground-truth grounding files of the used splits."""
-    if cfg.oracle_sources:
-        return [expand_path(s) for s in cfg.oracle_sources]
-    if cfg.dataset == "synthmed":
-        root = Path(expand_path(cfg.root))
-        return [str(root / f"grounding_{s}.coco.json") for s in splits if (root / f"grounding_{s}.coco.json").is_file()]
-    return []
-
-
 def drop_without_regions(ds: datasets.Dataset, regions: StoreRegions, on_bad: str, log: RecordLog,
                          split: str) -> datasets.Dataset:
     """Questions whose image has no regions: an error naming the first images (``on_bad=error``), or dropped and
@@ -66,7 +55,7 @@ def drop_without_regions(ds: datasets.Dataset, regions: StoreRegions, on_bad: st
 
 
 class VQAExamples(torch.utils.data.Dataset):
-    """Questions -> ``GroundedExample``; each image is loaded and preprocessed once and kept (bfloat16 [3, S, S]).
+    """Questions -> ``GroundedExample``; each image is loaded and preprocessed once (``fusion.image_cache``).
 
     Args:
         ds: ``VQASample`` records.
@@ -77,16 +66,11 @@ class VQAExamples(torch.utils.data.Dataset):
 
     def __init__(self, ds: datasets.Dataset, preprocess: Callable[[Any], torch.Tensor],
                  regions: StoreRegions | None, with_answers: bool) -> None:
-        self.ds, self.preprocess, self.regions, self.with_answers = ds, preprocess, regions, with_answers
-        self._images: dict[str, torch.Tensor] = {}
+        self.ds, self.regions, self.with_answers = ds, regions, with_answers
+        self.image = ImageCache(preprocess)
 
     def __len__(self) -> int:
         return len(self.ds)
-
-    def image(self, path: str) -> torch.Tensor:
-        if path not in self._images:
-            self._images[path] = self.preprocess(load_image(path, channels=3)).to(torch.bfloat16)
-        return self._images[path].float()
 
     def __getitem__(self, i: int) -> GroundedExample:
         row = self.ds[i]

@@ -143,6 +143,6 @@ def build_grounded_vlm(
         tokenizer, cfg.injection, num_image_tokens, image_token=image_token,
         max_regions=cfg.regions.max_regions, min_score=cfg.regions.min_score,
         text_decimals=cfg.regions.text_decimals, image_size=image_size, mean=cfg.vision.mean, std=cfg.vision.std,
-        system_prompt=cfg.system_prompt, max_length=max_length,
+        system_prompt=cfg.system_prompt, max_length=max_length, phrase_words=cfg.regions.phrase_words,
     )
     return vlm, processor

@@ -48,6 +48,8 @@ class RegionConfig:
     first. ``text_decimals``: digits of box coordinates and scores in ``text`` mode. ``xattn_every``: a gated
     cross-attention adapter after every N-th decoder layer (the last layer of each group); ``xattn_heads``: its
     heads. ``use_features`` / ``use_phrases``: leave the RoI feature or phrase embedding out of the encoder.
+    ``phrase_words``: a ``prefix`` / ``xattn`` region token starts from the language model's own mean input
+    embedding of the phrase's words (the encoder adds box, appearance, score and level to it).
     """
 
     max_regions: int = 8
@@ -58,6 +60,7 @@ class RegionConfig:
     xattn_heads: int = 4
     use_features: bool = True
     use_phrases: bool = True
+    phrase_words: bool = True
 
 
 @dataclass

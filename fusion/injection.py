@@ -27,10 +27,17 @@ from fusion.regions import RegionBatch
 
 
 def encode_regions(encoder: RegionEncoder, regions: RegionBatch, dtype: torch.dtype) -> torch.Tensor:
-    """RegionBatch -> [B, R, H] in ``dtype`` (zeros at padded regions)."""
+    """RegionBatch -> [B, R, H] in ``dtype`` (zeros at padded regions).
+
+    With ``regions.word_embeddings`` (the language model's own mean input embedding of each phrase), a region token
+    is that embedding plus the encoder's term for box, appearance, score and level: the model reads the phrase in
+    its own vocabulary from the first step, and learns the rest on top (the encoder's output layer starts at 0).
+    """
     tokens = encoder(regions.boxes, regions.scores, regions.features, regions.phrase_embeddings, regions.levels,
-                     regions.mask)
-    return tokens.to(dtype)
+                     regions.mask).to(dtype)
+    if regions.word_embeddings is not None:
+        tokens = tokens + regions.word_embeddings.to(dtype) * regions.mask[..., None].to(dtype)
+    return tokens
 
 
 class NoRegionInput(nn.Module):

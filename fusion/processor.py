@@ -108,6 +108,8 @@ class GroundedProcessor:
         max_regions, min_score, text_decimals: region selection and the ``text`` format.
         image_size, mean, std: image preprocessing (resize to S x S, normalise).
         system_prompt: the system message ("" for none).
+        phrase_words: give ``prefix`` / ``xattn`` batches the token ids of each region's phrase
+            (``RegionBatch.phrase_ids``), from which the model starts each region token.
         max_length: the longest sequence; longer targets are cut, a longer prompt raises
             :class:`PromptTooLongError` naming the example.
     """
@@ -127,6 +129,7 @@ class GroundedProcessor:
         std: Sequence[float] = (0.229, 0.224, 0.225),
         system_prompt: str = "",
         max_length: int = 1024,
+        phrase_words: bool = False,
     ) -> None:
         self.tokenizer = tokenizer
         self.injection = injection
@@ -137,6 +140,7 @@ class GroundedProcessor:
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
         self.system_prompt = system_prompt
         self.max_length = max_length
+        self.phrase_words = phrase_words and injection in ("prefix", "xattn")
         self.image_token = image_token
         self.image_token_id = self._single_id(image_token)
         self.region_token_id = self._single_id(REGION_TOKEN)
@@ -249,6 +253,8 @@ class GroundedProcessor:
             if missing:
                 raise ValueError(f"injection {self.injection!r} needs regions; none for examples {missing[:5]}")
             region_batch = RegionBatch.from_regions([e.regions for e in examples], self.max_regions, self.min_score)
+        if region_batch is not None and self.phrase_words:
+            region_batch.phrase_ids = self.phrase_token_ids(region_batch.phrases)
         counts = region_batch.counts.tolist() if region_batch is not None else [0] * len(examples)
         encoded = [self.encode(e, n) for e, n in zip(examples, counts)]
         length = max(len(ids) for ids, _ in encoded)
@@ -269,6 +275,18 @@ class GroundedProcessor:
             regions=region_batch,
             keys=[e.key for e in examples],
         )
+
+    def phrase_token_ids(self, phrases: list[list[str]]) -> torch.Tensor:
+        """B lists of R phrases -> [B, R, L] token ids (-1 where padded; an empty phrase is all -1)."""
+        distinct = sorted({p for row in phrases for p in row if p})
+        ids = dict(zip(distinct, self.tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct else {}
+        length = max((len(v) for v in ids.values()), default=1) or 1
+        out = torch.full((len(phrases), len(phrases[0]) if phrases else 0, length), -1, dtype=torch.long)
+        for b, row in enumerate(phrases):
+            for r, phrase in enumerate(row):
+                if phrase:
+                    out[b, r, : len(ids[phrase])] = torch.tensor(ids[phrase], dtype=torch.long)
+        return out
 
     def __call__(self, examples: Sequence[GroundedExample]) -> GroundedBatch:
         return self.collate(examples)

@@ -68,6 +68,10 @@ class RegionEncoder(nn.Module):
         )
         self.level_embedding = nn.Embedding(num_levels, hidden_size)
         nn.init.normal_(self.level_embedding.weight, std=0.02)
+        # the output layer starts at 0: a fresh encoder adds nothing but the level embedding (and leaves a region
+        # token to the phrase's word embedding when the model gives one, ``fusion.injection.encode_regions``)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(
         self,

@@ -21,6 +21,10 @@ class RegionBatch:
     boxes [B, R, 4] xyxy in [0, 1]; scores [B, R]; features [B, R, D]; phrase_embeddings [B, R, E];
     levels [B, R] long (0 organ, 1 lesion); mask [B, R] bool (True: a real region; real regions come first);
     phrases: B lists of R strings ("" where padded).
+
+    Optional, filled on the way to the model: phrase_ids [B, R, L] long, each phrase's tokens in the language
+    model's vocabulary (-1 where padded; the processor writes them); word_embeddings [B, R, H], their mean input
+    embedding (``GroundedVLM`` computes it).
     """
 
     boxes: torch.Tensor
@@ -30,6 +34,8 @@ class RegionBatch:
     levels: torch.Tensor
     mask: torch.Tensor
     phrases: list[list[str]]
+    phrase_ids: torch.Tensor | None = None
+    word_embeddings: torch.Tensor | None = None
 
     @classmethod
     def from_regions(cls, regions: Sequence[ImageRegions], max_regions: int, min_score: float = 0.0) -> RegionBatch:
@@ -37,7 +43,7 @@ class RegionBatch:
         if min_score > 0:
             regions = [_above(r, min_score) for r in regions]
         padded = pad_regions(regions, max_regions)
-        return cls(**{f.name: padded[f.name] for f in fields(cls)})
+        return cls(**{f.name: padded[f.name] for f in fields(cls) if f.name in padded})
 
     @property
     def counts(self) -> torch.Tensor:
@@ -47,13 +53,16 @@ class RegionBatch:
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> RegionBatch:
         """Tensors moved to ``device``; floating ones cast to ``dtype`` when given."""
 
-        def move(t: torch.Tensor) -> torch.Tensor:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            if t is None:
+                return None
             if dtype is not None and t.is_floating_point():
                 return t.to(device, dtype)
             return t.to(device)
 
         return RegionBatch(move(self.boxes), move(self.scores), move(self.features), move(self.phrase_embeddings),
-                           move(self.levels), move(self.mask), self.phrases)
+                           move(self.levels), move(self.mask), self.phrases, move(self.phrase_ids),
+                           move(self.word_embeddings))
 
 
 def _above(regions: ImageRegions, min_score: float) -> ImageRegions:

@@ -12,7 +12,7 @@ keep their token embedding and ``pixel_values`` go to it. Nothing subclasses or 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -117,9 +117,20 @@ class GroundedVLM(nn.Module):
                 embeds = embeds.masked_scatter(slots[..., None].expand_as(embeds), feats.reshape(-1, feats.shape[-1]))
         return self.injector.inject(embeds, input_ids, regions)
 
-    def _llm_inputs(self, batch: GroundedBatch) -> dict[str, Any]:
+    def with_word_embeddings(self, regions: RegionBatch | None) -> RegionBatch | None:
+        """``regions`` with ``word_embeddings`` [B, R, H], the mean input embedding of each phrase's tokens, when
+        the processor gave ``phrase_ids`` (a copy; the batch is not changed)."""
+        if regions is None or regions.phrase_ids is None:
+            return regions
+        ids = regions.phrase_ids  # (B, R, L), -1 where padded
+        real = (ids >= 0).unsqueeze(-1).to(self.dtype)  # (B, R, L, 1)
+        words = self.base_llm.get_input_embeddings()(ids.clamp(min=0)) * real  # (B, R, L, H)
+        mean = words.sum(2) / real.sum(2).clamp(min=1)  # (B, R, H)
+        return replace(regions, word_embeddings=mean)
+
+    def _llm_inputs(self, batch: GroundedBatch, regions: RegionBatch | None) -> dict[str, Any]:
         inputs: dict[str, Any] = {
-            "inputs_embeds": self.embed(batch.input_ids, batch.pixel_values, batch.regions),
+            "inputs_embeds": self.embed(batch.input_ids, batch.pixel_values, regions),
             "attention_mask": batch.attention_mask,
             "position_ids": position_ids_from_mask(batch.attention_mask),
         }
@@ -133,7 +144,8 @@ class GroundedVLM(nn.Module):
         With labels, only the positions from the first target onwards are projected to the vocabulary (targets sit
         at the end of left-padded rows), which saves most of the LM head's cost in training.
         """
-        inputs = self._llm_inputs(batch)
+        regions = self.with_word_embeddings(batch.regions)
+        inputs = self._llm_inputs(batch, regions)
         labels = batch.labels
         keep = None
         if labels is not None and self._takes_logits_to_keep:
@@ -141,7 +153,7 @@ class GroundedVLM(nn.Module):
             first = int(targets[0]) if targets.numel() else labels.shape[1] - 1
             keep = labels.shape[1] - max(first - 1, 0)  # positions first-1 .. T-1 predict first .. T
             inputs["logits_to_keep"] = keep
-        with self.injector.attending(batch.regions):
+        with self.injector.attending(regions):
             out = self.llm(**inputs, use_cache=False)
         logits = out.logits  # (B, L, V)
         if labels is None:
@@ -155,10 +167,11 @@ class GroundedVLM(nn.Module):
     @torch.no_grad()
     def generate(self, batch: GroundedBatch, max_new_tokens: int = 16, **generate_kwargs: Any) -> torch.Tensor:
         """Greedy decoding by default (any ``generate`` option passes through) -> new token ids [B, L]."""
-        inputs = self._llm_inputs(batch)
+        regions = self.with_word_embeddings(batch.regions)
+        inputs = self._llm_inputs(batch, regions)
         inputs.pop("position_ids")  # generate derives them from the attention mask at every step
         options = {"do_sample": False, "max_new_tokens": max_new_tokens, "pad_token_id": self.pad_token_id}
         options.update(generate_kwargs)
-        with self.injector.attending(batch.regions):
+        with self.injector.attending(regions):
             # given inputs_embeds and no input_ids, generate returns the new tokens only
             return self.llm.generate(**inputs, **options)

@@ -183,7 +183,7 @@ def test_xattn_with_open_gates_reads_the_regions(build) -> None:
     assert batch.regions.counts.tolist()[2] == 0
     assert torch.allclose(ref[2], closed[2], atol=1e-6)
     # the hooks act only during the model's calls: the language model alone is the ungrounded one again
-    inputs = built.vlm._llm_inputs(batch)
+    inputs = built.vlm._llm_inputs(batch, built.vlm.with_word_embeddings(batch.regions))
     with torch.no_grad():
         alone = built.vlm.llm(**inputs, use_cache=False).logits
     assert torch.allclose(alone, closed, atol=1e-6)
@@ -242,3 +242,38 @@ def test_greedy_generation_starts_with_the_forward_argmax(build, injection: str)
     if new.shape[1] > 1:
         assert torch.equal(new[alive, 1], step2[alive])
     assert len(built.processor.decode(new)) == 3
+
+
+@pytest.mark.parametrize("injection", ["prefix", "xattn"])
+def test_region_tokens_start_from_the_phrase_word_embeddings(build, injection) -> None:
+    """With phrase_words (the default), a fresh region token is the LLM's mean input embedding of its phrase plus
+    the level embedding; the phrase text then moves the logits, and without phrase_words it does not."""
+    from fusion.injection import encode_regions
+
+    built = build(injection, fresh_encoder=True)
+    examples = make_examples()
+    batch = built.processor(examples)
+    ids = batch.regions.phrase_ids
+    assert ids is not None and ids.shape[:2] == batch.regions.mask.shape
+    assert (ids[~batch.regions.mask] == -1).all()
+    regions = built.vlm.with_word_embeddings(batch.regions)
+    table = built.vlm.base_llm.get_input_embeddings()
+    phrase = batch.regions.phrases[0][0]
+    want = table(torch.tensor(built.processor.tokenizer(phrase, add_special_tokens=False)["input_ids"])).mean(0)
+    assert torch.allclose(regions.word_embeddings[0, 0], want, atol=1e-6)
+    encoder = built.vlm.injector.encoder
+    tokens = encode_regions(encoder, regions, torch.float32)
+    level = encoder.level_embedding(batch.regions.levels[0, 0])
+    assert torch.allclose(tokens[0, 0], want + level, atol=1e-6)
+    assert (tokens[~batch.regions.mask] == 0).all()
+
+    renamed = [replace(e, regions=replace(e.regions, phrases=[f"other {p}" for p in e.regions.phrases]))
+               for e in examples]
+    if injection == "xattn":
+        with torch.no_grad():
+            for block in built.vlm.injector.blocks:
+                block.attn_gate.fill_(1.0)
+    ref = logits(built.vlm, built.processor(examples))
+    assert (logits(built.vlm, built.processor(renamed))[0] - ref[0]).abs().max() > 1e-4
+    plain = build(injection, fresh_encoder=True, regions=replace(built.cfg.regions, phrase_words=False))
+    assert plain.processor(examples).regions.phrase_ids is None

@@ -44,6 +44,10 @@ def llava(tokenizer):
         torch.manual_seed(seed)
         vlm, processor = build_grounded_vlm(cfg, feature_dim=FEATURE_DIM, phrase_dim=PHRASE_DIM, llm=model,
                                             tokenizer=tokenizer, max_length=256)
+        encoder = getattr(vlm.injector, "encoder", None)
+        if encoder is not None:  # its output layer starts at 0: give it the values training would
+            with torch.no_grad():
+                encoder.mlp[-1].weight.normal_(0.0, 0.2)
         return vlm.eval(), processor, cfg, base
 
     return make

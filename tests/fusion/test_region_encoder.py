@@ -50,6 +50,8 @@ def test_each_input_changes_the_tokens_and_ablations_remove_them() -> None:
     torch.manual_seed(0)
     batch = pad_regions([_regions(3, seed=3)], max_regions=3)
     encoder = RegionEncoder(8, 6, 16)
+    with torch.no_grad():  # the output layer starts at 0; give it the values training would
+        encoder.mlp[-1].weight.normal_(0.0, 0.2)
     args = [batch[k] for k in ("boxes", "scores", "features", "phrase_embeddings", "levels", "mask")]
     base = encoder(*args)
     for i in range(4):  # boxes, scores, features, phrase embeddings
@@ -69,3 +71,14 @@ def test_wrong_widths_fail_clearly() -> None:
     with pytest.raises(ValueError, match="another model"):
         encoder(batch["boxes"], batch["scores"], batch["features"], batch["phrase_embeddings"], batch["levels"],
                 batch["mask"])
+
+
+def test_a_fresh_encoder_adds_only_the_level_embedding() -> None:
+    """The output layer starts at 0, so an untrained encoder leaves a region token to the phrase's word embedding
+    (added by ``fusion.injection.encode_regions``) plus its level."""
+    batch = pad_regions([_regions(3, seed=4)], max_regions=4)
+    encoder = RegionEncoder(8, 6, 16)
+    tokens = encoder(batch["boxes"], batch["scores"], batch["features"], batch["phrase_embeddings"], batch["levels"],
+                     batch["mask"])
+    expected = encoder.level_embedding(batch["levels"]) * batch["mask"][..., None]
+    assert torch.allclose(tokens, expected)

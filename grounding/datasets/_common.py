@@ -61,17 +61,21 @@ def image_size(path: Path) -> tuple[int, int]:
         raise ValueError(f"cannot read the image header of {path}: {exc}") from exc
 
 
+#: the largest image side a record may state (the width/height columns are int32)
+MAX_SIDE = 2**31 - 1
+
+
 def checked_size(
     path: Path, width: Any, height: Any, check: RecordChecker, index: int | str | None
 ) -> tuple[int, int] | None:
     """The image size: ``width``/``height`` from the annotation file when both are given, else the image header.
 
-    A given size must be two positive integers; an unreadable header is a bad record. Returns ``None`` after
-    reporting a bad record.
+    A given size must be two positive integers that fit the dataset's int32 columns; an unreadable header is a
+    bad record. Returns ``None`` after reporting a bad record.
     """
     if width is not None or height is not None:
         w, h = as_int(width), as_int(height)
-        if w is None or h is None or w <= 0 or h <= 0:
+        if w is None or h is None or not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE):
             check.bad(index, f"image size width={width!r} height={height!r} is not two positive integers")
             return None
         return w, h

@@ -314,6 +314,20 @@ def test_any_malformed_value_is_a_bad_record_never_a_crash(data: st.DataObject, 
         assert ds.features == GROUNDING_FEATURES
 
 
+@pytest.mark.parametrize("side", [2**31, 2.0**31, 10**12])
+def test_a_size_beyond_int32_is_a_bad_record(tmp_path: Path, side: float) -> None:
+    """Found by the fuzz test above: a width the int32 column cannot hold crashed inside pyarrow."""
+    coco = copy.deepcopy(good_coco())
+    coco["images"][0]["width"] = side
+    path = write_tree(tmp_path, coco)
+    with pytest.raises(BadRecordError, match="width"):
+        load_coco_grounding(path, modality="mri")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RecordWarning)
+        ds = load_coco_grounding(path, modality="mri", on_bad="skip")
+    assert len(ds) == len(coco["images"]) - 1
+
+
 def test_every_image_bad_gives_an_empty_dataset_with_the_columns(tmp_path: Path) -> None:
     coco = good_coco()
     for im in coco["images"]:

@@ -10,12 +10,38 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+
+
+@dataclass
+class SplitsConfig:
+    """The data fields every trainer shares: ``dataset`` at ``root`` (``${MEDGLIP_DATA}`` expands), named
+    ``train_split`` / ``val_split`` / ``test_split`` (``""``: carve validation out of training with ``val_fraction``;
+    no test split), ``max_*`` caps (the first examples of each split), ``on_bad`` (``error`` or ``skip``),
+    loader ``num_workers``, and ``oracle_sources``: ground-truth grounding files for ``--regions oracle`` (SynthMed's
+    are found without them)."""
+
+    dataset: str = "synthmed"
+    root: str = "runs/synthmed"
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    val_fraction: float = 0.1
+    max_train: int | None = None
+    max_val: int | None = None
+    max_test: int | None = None
+    on_bad: str = "error"
+    num_workers: int = 0
+    oracle_sources: list[str] = field(default_factory=list)
+
+    def used_splits(self) -> list[str]:
+        """The named splits (those not carved)."""
+        return [s for s in (self.train_split, self.val_split, self.test_split) if s]
 
 
 @dataclass

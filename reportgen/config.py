@@ -4,40 +4,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fusion.config import FusionConfig
-from fusion.training import OptimConfig
+from fusion.training import OptimConfig, SplitsConfig
 
 #: what the model learns to write
 TARGETS: tuple[str, ...] = ("findings", "findings_impression")
 
 
 @dataclass
-class ReportDataConfig:
-    """Which reports: ``dataset`` (synthmed, iu_xray, mimic_cxr, covid_notes) at ``root`` (a folder, or the file
-    the loader reads: IU-Xray's annotation.json folder, MIMIC's reports CSV, the COVID metadata.csv; ``${VAR}``
-    expands).
-
-    ``val_split`` / ``test_split``: named splits; ``""`` carves the split out of the training studies by patient
-    (``val_fraction`` / ``test_fraction``; datasets without splits). ``target``: ``findings`` or
+class ReportDataConfig(SplitsConfig):
+    """Which reports (the fields of :class:`fusion.training.SplitsConfig`, plus the ones below): ``dataset`` is
+    synthmed, iu_xray, mimic_cxr or covid_notes and ``root`` a folder or the file its loader reads (IU-Xray's
+    annotation.json folder, MIMIC's reports CSV, the COVID metadata.csv). Carved splits keep patients apart;
+    ``test_fraction`` carves a test split too (datasets without splits). ``target``: ``findings`` or
     ``findings_impression``. ``max_images``: images per study given to the model (0: text only, for report sets
-    without their images). ``oracle_sources``: ground-truth grounding files for ``--regions oracle`` (SynthMed's
-    are found without it).
+    without their images).
     """
 
-    dataset: str = "synthmed"
-    root: str = "runs/synthmed"
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
-    val_fraction: float = 0.1
     test_fraction: float = 0.0
     target: str = "findings"
     max_images: int = 1
-    max_train: int | None = None
-    max_val: int | None = None
-    max_test: int | None = None
-    on_bad: str = "error"
-    num_workers: int = 0
-    oracle_sources: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -4,32 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fusion.config import FusionConfig
-from fusion.training import OptimConfig
+from fusion.training import OptimConfig, SplitsConfig
 
 
 @dataclass
-class VQADataConfig:
-    """Which questions: ``dataset`` (synthmed, vqa_rad, slake, pathvqa) under ``root`` (``${MEDGLIP_DATA}`` expands).
-
-    ``val_split: ""`` carves the validation questions out of the training split by image (``val_fraction``);
-    ``test_split: ""`` means no test split (the validation split is then the one reported). ``max_*`` cap the
-    questions used (the first ones of each split, after the carve). ``oracle_sources``: ground-truth grounding files
-    (any format ``grounding.datasets.load_grounding`` reads) for ``--regions oracle``; SynthMed's are found
-    without it.
-    """
-
-    dataset: str = "synthmed"
-    root: str = "runs/synthmed"
-    train_split: str = "train"
-    val_split: str = "val"
-    test_split: str = "test"
-    val_fraction: float = 0.1
-    max_train: int | None = None
-    max_val: int | None = None
-    max_test: int | None = None
-    on_bad: str = "error"
-    num_workers: int = 0
-    oracle_sources: list[str] = field(default_factory=list)
+class VQADataConfig(SplitsConfig):
+    """Which questions (fields of :class:`fusion.training.SplitsConfig`): ``dataset`` is synthmed, vqa_rad, slake or
+    pathvqa; a carved validation split keeps images apart; ``max_*`` count questions."""
 
 
 @dataclass

@@ -68,8 +68,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     log = RecordLog()
     splits = load_splits(cfg.data, log, cfg.seed)
-    used = [s for s in (cfg.data.train_split, cfg.data.val_split, cfg.data.test_split) if s]
-    sources = dataset_oracle_sources(cfg.data.dataset, cfg.data.root, used, cfg.data.oracle_sources)
+    sources = dataset_oracle_sources(cfg.data.dataset, cfg.data.root, cfg.data.used_splits(), cfg.data.oracle_sources)
     regions = run_regions(cfg.model.injection, cfg.regions, sources, run)
     if regions is not None:
         splits = {name: drop_without_regions(ds, regions, cfg.data.on_bad, log, name) for name, ds in splits.items()}

@@ -162,20 +162,24 @@ class GroundedProcessor:
     # ------------------------------------------------------------------------------------------------------------
     # text
 
-    def user_content(self, example: GroundedExample) -> str:
-        """The user turn with placeholders (before expansion)."""
+    def user_content(self, example: GroundedExample, regions: RegionBatch | None = None, row: int = 0) -> str:
+        """The user turn with placeholders (before expansion). ``regions``/``row``: the example's regions as the
+        batch selected them (selected here when not given)."""
         lines = [self.image_token * len(example.images)] if example.images else []
         if self.injection == "text":
-            lines.append(format_regions_text(self._select(example), self.text_decimals))
+            if regions is None:
+                regions, row = self._select(example), 0
+            lines.append(format_regions_text(regions, self.text_decimals, row))
         elif self.injection == "prefix":
             lines.append("Regions: " + REGION_TOKEN)
         lines.append(example.text)
         return "\n".join(lines)
 
-    def prompt_texts(self, example: GroundedExample) -> tuple[str, str]:
+    def prompt_texts(self, example: GroundedExample, regions: RegionBatch | None = None,
+                     row: int = 0) -> tuple[str, str]:
         """(prompt, target suffix): the templated prompt up to the assistant's turn, and the text after it."""
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
-        messages.append({"role": "user", "content": self.user_content(example)})
+        messages.append({"role": "user", "content": self.user_content(example, regions, row)})
         if getattr(self.tokenizer, "chat_template", None):
             prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             if example.target is None:
@@ -197,9 +201,12 @@ class GroundedProcessor:
             raise ValueError(f"example {example.key!r}: injection {self.injection!r} needs regions, got none")
         return RegionBatch.from_regions([example.regions], self.max_regions, self.min_score)
 
-    def encode(self, example: GroundedExample, n_regions: int = 0) -> tuple[list[int], list[int]]:
-        """(input ids with placeholders expanded, labels); ``n_regions``: region-token ids of a ``prefix`` prompt."""
-        prompt, suffix = self.prompt_texts(example)
+    def encode(self, example: GroundedExample, regions: RegionBatch | None = None,
+               row: int = 0) -> tuple[list[int], list[int]]:
+        """(input ids with placeholders expanded, labels). ``regions``/``row``: the example's selected regions; a
+        ``prefix`` prompt's ``<region>`` becomes one id per real region."""
+        prompt, suffix = self.prompt_texts(example, regions, row)
+        n_regions = int(regions.mask[row].sum()) if regions is not None else 0
         tok = self.tokenizer
         prompt_ids = tok(prompt, add_special_tokens=False)["input_ids"]
         target_ids = tok(suffix, add_special_tokens=False)["input_ids"] if suffix else []
@@ -255,8 +262,7 @@ class GroundedProcessor:
             region_batch = RegionBatch.from_regions([e.regions for e in examples], self.max_regions, self.min_score)
         if region_batch is not None and self.phrase_words:
             region_batch.phrase_ids = self.phrase_token_ids(region_batch.phrases)
-        counts = region_batch.counts.tolist() if region_batch is not None else [0] * len(examples)
-        encoded = [self.encode(e, n) for e, n in zip(examples, counts)]
+        encoded = [self.encode(e, region_batch, b) for b, e in enumerate(examples)]
         length = max(len(ids) for ids, _ in encoded)
         input_ids = torch.full((len(examples), length), self.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(examples), length), dtype=torch.long)

@@ -147,12 +147,11 @@ class GroundedVLM(nn.Module):
         regions = self.with_word_embeddings(batch.regions)
         inputs = self._llm_inputs(batch, regions)
         labels = batch.labels
-        keep = None
         if labels is not None and self._takes_logits_to_keep:
             targets = (labels != IGNORE_INDEX).any(0).nonzero()
             first = int(targets[0]) if targets.numel() else labels.shape[1] - 1
-            keep = labels.shape[1] - max(first - 1, 0)  # positions first-1 .. T-1 predict first .. T
-            inputs["logits_to_keep"] = keep
+            # positions first-1 .. T-1 predict the tokens first .. T
+            inputs["logits_to_keep"] = labels.shape[1] - max(first - 1, 0)
         with self.injector.attending(regions):
             out = self.llm(**inputs, use_cache=False)
         logits = out.logits  # (B, L, V)

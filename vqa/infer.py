@@ -28,9 +28,10 @@ from fusion.checkpoint import load_grounded_vlm
 from fusion.region_sources import dataset_oracle_sources, open_regions
 from grounding.configio import expand_path
 from grounding.records import RecordLog
+from grounding.textio import write_jsonl
 from vqa.data import drop_without_regions
 from vqa.datasets import VQA_DATASETS, load_vqa
-from vqa.inference import predict_answers, score, write_predictions
+from vqa.inference import predict_answers, score
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ds = drop_without_regions(ds, regions, args.on_bad, log, args.split)
     records = predict_answers(vlm, processor, ds, regions, batch_size=args.batch_size,
                               max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
-    write_predictions(records, args.out)
+    write_jsonl(records, args.out)
     metrics = score(records) if records else {}
     metrics_file = args.out.with_name(args.out.name + ".metrics.json")
     metrics_file.write_text(json.dumps(metrics, indent=2), encoding="utf-8")

@@ -7,8 +7,6 @@ A prediction record (one JSON line of ``predictions.jsonl``)::
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -18,7 +16,6 @@ from tqdm.auto import tqdm
 from fusion.processor import GroundedProcessor
 from fusion.regions import StoreRegions
 from fusion.vlm import GroundedVLM
-from grounding.textio import write_jsonl
 from vqa.data import VQAExamples
 
 
@@ -64,11 +61,6 @@ def prediction_record(row: dict[str, Any], prediction: str) -> dict[str, Any]:
         "question_type": row.get("question_type") or "",
         "modality": row.get("modality"),
     }
-
-
-def write_predictions(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
-    """One JSON object per line (written to a temporary file, then renamed)."""
-    return write_jsonl(records, path)
 
 
 def score(records: list[dict[str, Any]]) -> dict[str, float]:

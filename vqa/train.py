@@ -43,10 +43,11 @@ from fusion.training import (
 )
 from grounding.configio import load_config, parse_with_overrides, to_dict
 from grounding.records import RecordLog
+from grounding.textio import write_jsonl
 from vqa.config import VQATrainConfig
 from vqa.data import VQAExamples, drop_without_regions, load_splits
 from vqa.datasets import VQA_DATASETS
-from vqa.inference import predict_answers, score, write_predictions
+from vqa.inference import predict_answers, score
 
 
 def build_parser():
@@ -104,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             if metrics["accuracy"] > best["accuracy"]:
                 best.update(accuracy=metrics["accuracy"], step=step, metrics=metrics)
                 save("best")
-                write_predictions(records, out / "predictions_val.jsonl")
+                write_jsonl(records, out / "predictions_val.jsonl")
             tqdm.write(f"step {step}: val accuracy {metrics['accuracy']:.3f} (closed "
                        f"{metrics['closed_accuracy']:.3f}, open {metrics['open_exact_match']:.3f})")
         accelerator.wait_for_everyone()
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             records = predict_answers(best_vlm, best_processor, splits["test"], regions,
                                       batch_size=cfg.eval_batch_size, max_new_tokens=cfg.max_new_tokens,
                                       progress=progress, desc="testing")
-            write_predictions(records, out / "predictions_test.jsonl")
+            write_jsonl(records, out / "predictions_test.jsonl")
             summary["test"] = score(records)
             (out / "metrics_test.json").write_text(json.dumps(summary["test"], indent=2), encoding="utf-8")
         (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

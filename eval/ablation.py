@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +57,56 @@ def run_folder(out: str | Path, seed: int, mode: str) -> Path:
     return Path(out) / f"seed{seed}" / mode
 
 
-def predictions_name(folders: Sequence[Path]) -> str:
-    """``predictions_test.jsonl`` when every run has it, else ``predictions_val.jsonl`` when every run has that:
-    all modes must be compared on the same questions."""
-    for name in ("predictions_test.jsonl", "predictions_val.jsonl"):
+def predictions_name(folders: Sequence[Path], stem: str = "predictions") -> str:
+    """``<stem>_test.jsonl`` when every run has it, else ``<stem>_val.jsonl`` when every run has that: all modes must
+    be compared on the same examples (``stem``: ``predictions`` for VQA, ``reports`` for report generation)."""
+    for name in (f"{stem}_test.jsonl", f"{stem}_val.jsonl"):
         if all((f / name).is_file() for f in folders):
             return name
-    missing = [str(f) for f in folders if not (f / "predictions_test.jsonl").is_file()]
-    raise FileNotFoundError(f"runs without predictions_test.jsonl (unfinished?): {', '.join(missing[:5])}")
+    missing = [str(f) for f in folders if not (f / f"{stem}_test.jsonl").is_file()]
+    raise FileNotFoundError(f"runs without {stem}_test.jsonl (unfinished?): {', '.join(missing[:5])}")
+
+
+def train_summary(out: str | Path, mode: str, seeds: Sequence[int]) -> dict[str, float]:
+    """Mean steps, seconds per step and training minutes of a mode's finished runs ({} when none has a summary)."""
+    summaries = [json.loads((run_folder(out, s, mode) / "summary.json").read_text()) for s in seeds
+                 if (run_folder(out, s, mode) / "summary.json").is_file()]
+    if not summaries:
+        return {}
+    return {"steps": statistics.fmean(x["steps"] for x in summaries),
+            "seconds_per_step": statistics.fmean(x["seconds_per_step"] for x in summaries),
+            "train_minutes": statistics.fmean(x["train_seconds"] for x in summaries) / 60}
+
+
+def metric_spread(per_seed: Sequence[dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """``{metric: {"mean", "std", "per_seed"}}`` over the seeds' metric dicts (keys of the first)."""
+    out = {}
+    for key in per_seed[0]:
+        values = [m[key] for m in per_seed]
+        out[key] = {"mean": statistics.fmean(values), "std": _spread(values), "per_seed": values}
+    return out
+
+
+def train_runs(train: Callable[[list[str]], Any], args: Any, done_file: str = "summary.json") -> None:
+    """Train every (seed, mode) of an ablation whose folder has no ``done_file`` yet, with ``train(argv)`` (a
+    trainer's ``main``): ``--config``, the mode's arguments, the seed, ``--set`` overrides, and ``--dataset`` /
+    ``--data`` when given."""
+    for seed in args.seeds:
+        for mode in args.modes:
+            folder = run_folder(args.out, seed, mode)
+            if (folder / done_file).is_file():
+                print(f"seed {seed} {mode}: finished before, reused ({folder})")
+                continue
+            argv = ["--config", args.config, "--output-dir", str(folder), f"seed={seed}",
+                    *mode_arguments(mode, args.regions), *args.set]
+            if args.dataset:
+                argv += ["--dataset", args.dataset]
+            if args.data:
+                argv += ["--root", args.data]
+            if args.no_progress:
+                argv.append("--no-progress")
+            print(f"seed {seed} {mode}: training into {folder}", flush=True)
+            train(argv)
 
 
 def _example_scores(records: list[dict[str, Any]], metric: str, answer_type: str | None) -> dict[str, float]:
@@ -89,10 +131,7 @@ def compile_vqa(out: str | Path, modes: Sequence[str], seeds: Sequence[int], res
     rows: dict[str, Any] = {}
     for mode in modes:
         per_seed = [score_predictions(records[mode, s]) for s in seeds]
-        row: dict[str, Any] = {"seeds": list(seeds), "metrics": {}, "vs_none": {}}
-        for key in per_seed[0]:
-            values = [m[key] for m in per_seed]
-            row["metrics"][key] = {"mean": statistics.fmean(values), "std": _spread(values), "per_seed": values}
+        row: dict[str, Any] = {"seeds": list(seeds), "metrics": metric_spread(per_seed), "vs_none": {}}
         if mode != BASELINE and BASELINE in modes:
             for column, metric, kind in VQA_COLUMNS:
                 base, other = [], []
@@ -107,18 +146,15 @@ def compile_vqa(out: str | Path, modes: Sequence[str], seeds: Sequence[int], res
                 if base:
                     row["vs_none"][column] = paired_bootstrap(base, other, resamples=resamples,
                                                               seed=bootstrap_seed)
-        summaries = [json.loads((run_folder(out, s, mode) / "summary.json").read_text()) for s in seeds
-                     if (run_folder(out, s, mode) / "summary.json").is_file()]
-        if summaries:
-            row["train"] = {"steps": statistics.fmean(x["steps"] for x in summaries),
-                            "seconds_per_step": statistics.fmean(x["seconds_per_step"] for x in summaries),
-                            "train_minutes": statistics.fmean(x["train_seconds"] for x in summaries) / 60}
+        train = train_summary(out, mode, seeds)
+        if train:
+            row["train"] = train
         rows[mode] = row
     results = {"task": "vqa", "modes": list(modes), "seeds": list(seeds), "baseline": BASELINE,
                "resamples": resamples, "predictions": name, "rows": rows}
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     (out / "results.md").write_text(format_markdown(results), encoding="utf-8")
-    plot(results, out / "results.png")
+    plot(results, out / "results.png", ("accuracy",), "VQA")
     return results
 
 
@@ -160,34 +196,38 @@ def format_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, Any], path: Path, metric: str = "accuracy") -> Path:
-    """Bar chart of ``metric`` per mode with the 95% paired intervals of the difference to ``none`` drawn around
-    each bar (the baseline's bar has none)."""
+def plot(results: dict[str, Any], path: Path, metrics: Sequence[str], task: str) -> Path:
+    """Bar charts, one panel per metric, of each mode's value with the 95% paired interval of its difference to
+    ``none`` drawn around the bar (the baseline's bar has none); metrics without a value are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     modes = list(results["rows"])
-    values = [results["rows"][m]["metrics"][metric]["mean"] for m in modes]
-    base = results["rows"].get(results["baseline"], {}).get("metrics", {}).get(metric, {}).get("mean")
-    low, high = [], []
-    for m, v in zip(modes, values):
-        d = results["rows"][m]["vs_none"].get(metric)
-        if d is None or base is None:
-            low.append(0.0)
-            high.append(0.0)
-        else:  # the interval of the difference, placed on the mode's bar
-            low.append(max(v - (base + d["low"]), 0.0))
-            high.append(max((base + d["high"]) - v, 0.0))
-    fig, ax = plt.subplots(figsize=(1.4 * len(modes) + 2, 3.6), dpi=120)
+    metrics = [m for m in metrics if all(m in results["rows"][mode]["metrics"] for mode in modes)]
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=((1.2 * len(modes) + 1.5) * max(len(metrics), 1), 3.6),
+                             dpi=120, squeeze=False)
     colors = ["#888888" if m == results["baseline"] else "#2f6db3" if m != "oracle" else "#4a9b4a" for m in modes]
-    ax.bar(modes, values, color=colors, yerr=[low, high], capsize=5)
-    for i, v in enumerate(values):
-        ax.text(i, v + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_ylim(0, min(1.0, max(values) * 1.25 + 0.05))
-    ax.set_title(f"VQA {metric} by grounding mode (95% paired CI vs {results['baseline']})", fontsize=9)
+    for ax, metric in zip(axes[0], metrics):
+        values = [results["rows"][m]["metrics"][metric]["mean"] for m in modes]
+        base = results["rows"].get(results["baseline"], {}).get("metrics", {}).get(metric, {}).get("mean")
+        low, high = [], []
+        for m, v in zip(modes, values):
+            d = results["rows"][m]["vs_none"].get(metric)
+            if d is None or base is None:
+                low.append(0.0)
+                high.append(0.0)
+            else:  # the interval of the difference, placed on the mode's bar
+                low.append(max(v - (base + d["low"]), 0.0))
+                high.append(max((base + d["high"]) - v, 0.0))
+        ax.bar(modes, values, color=colors, yerr=[low, high], capsize=5)
+        for i, v in enumerate(values):
+            ax.text(i, v + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel(metric.replace("_", " "))
+        top = max([v + h for v, h in zip(values, high)] + [0.0])
+        ax.set_ylim(0, top * 1.2 + 0.05 if top > 1 else min(1.0, top * 1.25 + 0.05))
+        ax.set_title(f"{task} {metric} by grounding mode\n(95% paired CI vs {results['baseline']})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -9,7 +9,14 @@ Tasks:
                 read a predictions file (``--predictions``); closed accuracy, open exact match, open token recall
                 and F1, per question type; with ``--baseline`` the paired bootstrap difference to another run's
                 predictions. Writes ``metrics.json`` and ``metrics.md`` (and ``predictions.jsonl``) into ``--out``.
-    mrg         medical report generation: not implemented yet in this version (exit code 2).
+    mrg         medical report generation: write reports with a GroundedVLM checkpoint (``reportgen/generate.py``),
+                or read a reports file (``--predictions``); BLEU-1..4, ROUGE-L, METEOR, CIDEr-D, clinical efficacy
+                (14 CheXpert observations; SynthMed's findings when the references are SynthMed's) and RadGraph F1
+                (or why it is unavailable); with ``--baseline`` the paired bootstrap difference to another run's
+                reports. Writes ``metrics.json`` and ``metrics.md`` (and ``reports.jsonl``) into ``--out``.
+
+``--train`` (vqa, mrg, grounding) trains with ``--config`` into ``OUT/train`` first, then evaluates what it trained;
+``--ablation`` (vqa, mrg) trains and compares every grounding mode (``eval/ablation.py``).
 
 Examples::
 
@@ -21,6 +28,12 @@ Examples::
         --baseline runs/vqa/none/predictions_test.jsonl --out runs/eval/vqa_prefix_vs_none
     python eval/run.py --task vqa --ablation --config configs/vqa/quick.yaml --regions runs/regions/synthmed \\
         --seeds 0 1 --out runs/ablation/vqa          # every grounding mode, results.md + results.png
+    python eval/run.py --task mrg --checkpoint runs/reportgen/prefix/best --data runs/synthmed --dataset synthmed \
+        --regions runs/regions/synthmed --out runs/eval/mrg_prefix
+    python eval/run.py --task mrg --predictions runs/reportgen/prefix/reports_test.jsonl \
+        --baseline runs/reportgen/none/reports_test.jsonl --out runs/eval/mrg_prefix_vs_none
+    python eval/run.py --task mrg --ablation --config configs/reportgen/quick.yaml --regions runs/regions/synthmed \
+        --modes none prefix oracle --out runs/ablation/mrg
 
 Importable too: ``from eval.run import main; main(["--task", "grounding", ...])`` returns 0 on success; usage errors
 raise ``SystemExit(2)`` as argparse does.
@@ -39,35 +52,38 @@ if __package__ in (None, ""):
         sys.path.insert(0, _ROOT)
 
 TASKS: tuple[str, ...] = ("vqa", "mrg", "grounding")
-NOT_IMPLEMENTED: frozenset[str] = frozenset({"mrg"})
-DEFAULT_OUT = "runs/eval/grounding"
+DEFAULT_OUT = "runs/eval/<task>"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eval/run.py",
         description="Evaluate a medglip model. --task grounding scores a Med-GLIP checkpoint on a grounding dataset; "
-        "--task vqa scores VQA answers of a checkpoint or a predictions file; --task mrg is not implemented yet "
-        "in this version.",
+        "--task vqa scores VQA answers of a checkpoint or a predictions file; --task mrg scores radiology reports "
+        "of a checkpoint or a reports file. --train trains first; --ablation compares every grounding mode.",
         epilog="example: python eval/run.py --task grounding --checkpoint runs/grounding/quick/final "
         "--data runs/synthmed/grounding_test.coco.json --out runs/eval/grounding",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--task", required=True, choices=TASKS,
-        help="grounding: phrase grounding; vqa: visual question answering; mrg: medical report generation "
-        "(mrg: not implemented yet in this version)",
+        help="grounding: phrase grounding; vqa: visual question answering; mrg: medical report generation",
     )
     g = parser.add_argument_group("grounding (--task grounding) and shared options")
-    g.add_argument("--checkpoint", help="checkpoint folder: Med-GLIP (grounding) or GroundedVLM (vqa)")
+    g.add_argument("--checkpoint", help="checkpoint folder: Med-GLIP (grounding) or GroundedVLM (vqa, mrg)")
+    g.add_argument("--train", action="store_true",
+                   help="train with --config into OUT/train first, then evaluate what it trained (instead of "
+                   "--checkpoint)")
+    g.add_argument("--grounding", default="none", choices=("none", "text", "prefix", "xattn"),
+                   help="vqa / mrg --train: the grounding mode to train (text, prefix, xattn need --regions)")
     g.add_argument(
         "--data",
         help="grounding data: a file or folder load_grounding reads (COCO json, lung-mask folder, ChestX-ray8 / "
         "VinDr-CXR csv, SLAKE folder with --split)",
     )
     g.add_argument("--format", default="auto", help="data format (auto: detected from the path)")
-    g.add_argument("--split", default=None, help="grounding: SLAKE split when --data is a SLAKE folder; vqa: the "
-                   "split of a --data folder (default test)")
+    g.add_argument("--split", default=None, help="grounding: SLAKE split when --data is a SLAKE folder; vqa, mrg: "
+                   "the split of a --data folder (default test)")
     g.add_argument("--out", default=DEFAULT_OUT, help="output folder for metrics.json and metrics.md")
     g.add_argument(
         "--image-size", type=int, default=None,
@@ -79,22 +95,29 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-masks", action="store_true", help="skip mask Dice (saves one forward pass per batch)")
     g.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
-    v = parser.add_argument_group("visual question answering (--task vqa)")
-    v.add_argument("--dataset", default=None, help="dataset kind of a --data folder: synthmed, vqa_rad, slake, "
-                   "pathvqa (default: --data is a VQA-RAD-format json)")
+    v = parser.add_argument_group("visual question answering (--task vqa) and report generation (--task mrg)")
+    v.add_argument("--dataset", default=None, help="dataset kind of --data: vqa: synthmed, vqa_rad, slake, "
+                   "pathvqa (default: --data is a VQA-RAD-format json); mrg: synthmed, iu_xray, mimic_cxr, covid_notes")
     v.add_argument("--regions", default=None, help="region-store folder(s) or 'oracle' for a grounded checkpoint")
-    v.add_argument("--predictions", default=None, help="score this predictions JSONL instead of running a checkpoint")
-    v.add_argument("--baseline", default=None, help="another run's predictions JSONL: paired bootstrap difference")
-    v.add_argument("--max-new-tokens", type=int, default=10, help="longest answer in tokens")
-    a = parser.add_argument_group("ablation (--task vqa --ablation)")
+    v.add_argument("--predictions", default=None, help="score this predictions (vqa) or reports (mrg) JSONL instead "
+                   "of running a checkpoint")
+    v.add_argument("--baseline", default=None, help="another run's predictions / reports JSONL: paired bootstrap "
+                   "difference")
+    v.add_argument("--max-new-tokens", type=int, default=None,
+                   help="longest answer (vqa, default 10) or report (mrg, default the checkpoint's) in tokens")
+    v.add_argument("--num-beams", type=int, default=None, help="mrg: beam width (default the checkpoint's)")
+    v.add_argument("--radgraph-model", default=None,
+                   help="mrg: RadGraph model cache folder (default the radgraph package's cache)")
+    a = parser.add_argument_group("ablation (--task vqa|mrg --ablation) and --train")
     a.add_argument("--ablation", action="store_true",
                    help="train and compare every grounding mode with the same seed and data (runs in OUT/seed<S>/<mode>, "
                    "finished runs are reused)")
-    a.add_argument("--config", default=None, help="training preset for --ablation (configs/vqa/quick.yaml)")
+    a.add_argument("--config", default=None, help="training preset for --ablation / --train "
+                   "(configs/vqa/quick.yaml, configs/reportgen/quick.yaml, configs/grounding/quick.yaml)")
     a.add_argument("--modes", nargs="+", default=["none", "text", "prefix", "xattn", "oracle"],
                    help="grounding modes to run (none is the baseline; oracle = prefix with ground-truth regions)")
     a.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds: mean and spread over several")
-    a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides passed to every training run")
+    a.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides of every training run")
     a.add_argument("--compile-only", action="store_true", help="only compare the runs already in --out")
     return parser
 
@@ -143,22 +166,70 @@ def run_grounding(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
     return 0
 
 
+def train_first(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``--train``: train with ``--config`` into ``OUT/train``; afterwards the evaluation reads what it trained (the
+    grounding checkpoint, or the test predictions / reports the VQA and report trainers write with their best
+    checkpoint)."""
+    if not args.config:
+        parser.error("--train needs --config (the training preset)")
+    if args.checkpoint or args.predictions:
+        parser.error("--train trains a new model: leave out --checkpoint and --predictions")
+    folder = Path(args.out) / "train"
+    if args.task == "grounding":
+        from grounding.train import main as train
+
+        train(["--config", args.config, f"output_dir={folder}", *args.set])
+        args.checkpoint = str(folder / "final")
+        return
+    from eval.ablation import mode_arguments
+
+    if args.task == "vqa":
+        from vqa.train import main as train
+    else:
+        from reportgen.train import main as train
+    argv = ["--config", args.config, "--output-dir", str(folder), *mode_arguments(args.grounding, args.regions),
+            *args.set]
+    for flag, value in (("--dataset", args.dataset), ("--root", args.data)):
+        if value:
+            argv += [flag, value]
+    if args.no_progress:
+        argv.append("--no-progress")
+    train(argv)
+    name = "predictions_test.jsonl" if args.task == "vqa" else "reports_test.jsonl"
+    if not (folder / name).is_file():
+        parser.exit(1, f"eval/run.py: the run in {folder} has no test split, so no {name} to evaluate\n")
+    args.predictions = str(folder / name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.task in NOT_IMPLEMENTED:
-        parser.exit(2, f"eval/run.py: --task {args.task} is not implemented yet in this version "
-                       "(only --task grounding is); it comes with the VQA / report-generation work.\n")
-    if args.task == "vqa":
-        from eval.vqa_task import run_vqa
-
-        if args.out == DEFAULT_OUT:
-            args.out = "runs/eval/vqa_ablation" if args.ablation else "runs/eval/vqa"
-        if args.ablation:
+    if args.out == DEFAULT_OUT:
+        args.out = f"runs/eval/{args.task}" + ("_ablation" if args.ablation else "")
+    if args.ablation and args.task == "grounding":
+        parser.error("--ablation compares grounding modes of --task vqa or mrg")
+    if args.ablation and args.train:
+        parser.error("--ablation trains its runs itself: leave out --train")
+    if args.ablation:
+        if args.task == "vqa":
             from eval.vqa_task import run_vqa_ablation
 
             return run_vqa_ablation(args, parser)
+        from eval.mrg_task import run_mrg_ablation
+
+        return run_mrg_ablation(args, parser)
+    if args.train:
+        train_first(args, parser)
+    if args.task == "vqa":
+        from eval.vqa_task import run_vqa
+
+        if args.max_new_tokens is None:
+            args.max_new_tokens = 10
         return run_vqa(args, parser)
+    if args.task == "mrg":
+        from eval.mrg_task import run_mrg
+
+        return run_mrg(args, parser)
     return run_grounding(args, parser)
 
 

@@ -89,7 +89,7 @@ def run_vqa(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def run_vqa_ablation(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """Train (unless a run already finished) and compare every grounding mode: ``OUT/results.{json,md,png}``."""
-    from eval.ablation import compile_vqa, mode_arguments, run_folder
+    from eval.ablation import compile_vqa, train_runs
 
     modes = args.modes
     if "none" not in modes:
@@ -99,22 +99,7 @@ def run_vqa_ablation(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             parser.error("--ablation needs --config (the training preset), or --compile-only")
         from vqa.train import main as train
 
-        for seed in args.seeds:
-            for mode in modes:
-                folder = run_folder(args.out, seed, mode)
-                if (folder / "summary.json").is_file():
-                    print(f"seed {seed} {mode}: finished before, reused ({folder})")
-                    continue
-                argv = ["--config", args.config, "--output-dir", str(folder), f"seed={seed}",
-                        *mode_arguments(mode, args.regions), *args.set]
-                if args.dataset:
-                    argv += ["--dataset", args.dataset]
-                if args.data:
-                    argv += ["--root", args.data]
-                if args.no_progress:
-                    argv.append("--no-progress")
-                print(f"seed {seed} {mode}: training into {folder}")
-                train(argv)
+        train_runs(train, args)
     results = compile_vqa(args.out, modes, args.seeds)
     text = (Path(args.out) / "results.md").read_text(encoding="utf-8")
     print(text, end="")

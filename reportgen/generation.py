@@ -26,6 +26,7 @@ from fusion.regions import RegionBatch, StoreRegions
 from fusion.vlm import GroundedVLM
 from reportgen.config import GenerationConfig
 from reportgen.data import ReportExamples, report_target
+from synthmed.report_labels import finding_labels
 
 _FUNCTION_WORDS = frozenset({"a", "an", "the", "in", "of", "on", "at", "to", "with", "and", "or", "is", "are"})
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -99,9 +100,11 @@ def generate_reports(
 
 
 def score_reports(records: Sequence[dict[str, Any]], meteor: bool = True) -> dict[str, float]:
-    """Text metrics (BLEU-1..4, ROUGE-L, CIDEr-D, METEOR unless ``meteor=False``) and clinical efficacy (``ce_*``)
-    of report records."""
+    """Text metrics (BLEU-1..4, ROUGE-L, CIDEr-D, METEOR unless ``meteor=False``), clinical efficacy of the 14
+    CheXpert observations (``ce_*``) and, when the references are SynthMed findings (any states a SynthMed finding),
+    the efficacy of SynthMed's positive findings (``findings_*``, :mod:`synthmed.report_labels`) of report records."""
     from eval.metrics.chexpert_labeler import clinical_efficacy
+    from eval.metrics.label_sets import label_set_efficacy
     from eval.metrics.nlg import nlg_metrics
 
     predictions = [r["prediction"] for r in records]
@@ -109,4 +112,8 @@ def score_reports(records: Sequence[dict[str, Any]], meteor: bool = True) -> dic
     metrics = dict(nlg_metrics(predictions, references, meteor=meteor))
     efficacy = clinical_efficacy(predictions, references)
     metrics.update({f"ce_{k}": v for k, v in efficacy.items() if not k.startswith("f1/") and k != "count"})
+    reference_labels = [finding_labels(r) for r in references]
+    if any(reference_labels):
+        findings = label_set_efficacy([finding_labels(p) for p in predictions], reference_labels)
+        metrics.update({f"findings_{k}": v for k, v in findings.items() if k != "count"})
     return metrics

@@ -14,7 +14,7 @@ interval.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -102,3 +102,49 @@ def paired_bootstrap(
         "resamples": int(resamples),
         "n": int(a.size),
     }
+
+
+def _statistics(values: Any, name: str) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] < 1:
+        raise ValueError(f"{name} must be [examples, statistics] with at least one example, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds non-finite values (nan or inf)")
+    return arr
+
+
+def paired_bootstrap_statistic(
+    stats_a: Any,
+    stats_b: Any,
+    statistic: Callable[[np.ndarray], float],
+    resamples: int = 1000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """The paired bootstrap of a corpus-level score that is a function of summed per-example statistics (corpus
+    BLEU from n-gram counts and lengths, micro F1 from ``(tp, fp, fn)``).
+
+    ``stats_a``, ``stats_b``: float [N, K] (or [N]) per-example statistics of two systems on the same examples;
+    ``statistic``: float [K] sums -> score. Each resample draws one set of example indices (as
+    :func:`paired_bootstrap` does: ``rng.integers(0, N, size=(resamples, N))`` row by row) and scores both systems
+    on it; the interval is of ``statistic(b) - statistic(a)``. Returns the keys of :func:`paired_bootstrap`, with
+    ``mean_a`` / ``mean_b`` the corpus scores of all examples and ``diff`` their difference."""
+    a, b = _statistics(stats_a, "stats_a"), _statistics(stats_b, "stats_b")
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"paired statistics differ in length: stats_a {a.shape[0]}, stats_b {b.shape[0]}")
+    _check_options(resamples, confidence)
+    rng = np.random.default_rng(seed)
+    n = a.shape[0]
+    block = max(1, _BLOCK_ELEMENTS // (n * max(a.shape[1], b.shape[1])))
+    diffs = np.empty(int(resamples), dtype=np.float64)
+    for start in range(0, int(resamples), block):
+        stop = min(start + block, int(resamples))
+        indices = rng.integers(0, n, size=(stop - start, n))
+        sums_a, sums_b = a[indices].sum(axis=1), b[indices].sum(axis=1)
+        diffs[start:stop] = [statistic(y) - statistic(x) for x, y in zip(sums_a, sums_b)]
+    low, high = _interval(diffs, confidence)
+    score_a, score_b = float(statistic(a.sum(axis=0))), float(statistic(b.sum(axis=0)))
+    return {"mean_a": score_a, "mean_b": score_b, "diff": score_b - score_a, "low": low, "high": high,
+            "resamples": int(resamples), "n": int(n)}

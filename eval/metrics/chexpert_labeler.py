@@ -477,3 +477,21 @@ def clinical_efficacy(
         out[f"f1/{obs}"] = _prf(*counts[obs])[2]
     out["count"] = float(len(predictions))
     return out
+
+
+def clinical_efficacy_counts(
+    predictions: Sequence[str], references: Sequence[str], uncertain_as: str = "positive"
+) -> list[tuple[int, int, int]]:
+    """Per-example ``(tp, fp, fn)`` over the 14 observations: summed over examples they give
+    :func:`clinical_efficacy`'s micro scores (the paired bootstrap of ``f1_micro``)."""
+    if uncertain_as not in ("positive", "negative"):
+        raise ValueError(f"uncertain_as must be 'positive' or 'negative', got {uncertain_as!r}")
+    if len(predictions) != len(references):
+        raise ValueError(f"predictions and references differ in length: {len(predictions)} and {len(references)}")
+    positive = uncertain_as == "positive"
+    rows = []
+    for p, r in zip(label_reports(predictions), label_reports(references)):
+        pp = {o for o in OBSERVATIONS if _binary(p, o, positive)}
+        rr = {o for o in OBSERVATIONS if _binary(r, o, positive)}
+        rows.append((len(pp & rr), len(pp - rr), len(rr - pp)))
+    return rows

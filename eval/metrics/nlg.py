@@ -376,3 +376,28 @@ def example_scores(
     all the examples at once) and ``meteor``. The means of ``rouge_l``, ``cider`` and ``meteor`` are the corpus
     scores; the corpus BLEU is not the mean of the sentence BLEUs."""
     return _scores(predictions, references, tokenizer, meteor)[1]
+
+
+def bleu_statistics(
+    predictions: Sequence[str],
+    references: Sequence[str] | Sequence[Sequence[str]],
+    *,
+    tokenizer: Tokenizer = "ptb",
+) -> list[list[int]]:
+    """Per-example sufficient statistics of corpus BLEU, one row of 10 integers per example: hypothesis length,
+    closest reference length, clipped matches for n = 1..4, hypothesis n-grams for n = 1..4. Summed over any set of
+    examples they give that set's corpus BLEU through :func:`corpus_bleu` (the paired bootstrap of BLEU)."""
+    _check_predictions(predictions)
+    hyps, refs = _tokenised(predictions, _reference_lists(references, len(predictions)), get_tokenizer(tokenizer))
+    rows = []
+    for hyp, rs in zip(hyps, refs):
+        testlen, reflen, correct, guess = _bleu_stats(hyp, rs)
+        rows.append([testlen, reflen, *correct, *guess])
+    return rows
+
+
+def corpus_bleu(sums: Sequence[float], n: int = MAX_N) -> float:
+    """BLEU-``n`` from summed :func:`bleu_statistics` rows (pycocoevalcap's corpus formula)."""
+    if not 1 <= n <= MAX_N:
+        raise ValueError(f"n must be in 1..{MAX_N}, got {n}")
+    return _bleu_from_stats(sums[0], sums[1], list(sums[2:2 + MAX_N]), list(sums[2 + MAX_N:2 + 2 * MAX_N]))[n - 1]

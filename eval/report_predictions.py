@@ -17,7 +17,6 @@ test set, the references being the same for both runs).
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.jsonl_records import read_keyed_jsonl
 from eval.metrics.bootstrap import paired_bootstrap, paired_bootstrap_statistic
 from eval.metrics.chexpert_labeler import clinical_efficacy_counts
 from eval.metrics.label_sets import label_set_counts, micro_f1
@@ -59,26 +59,7 @@ def read_reports(path: str | Path) -> list[dict[str, Any]]:
     """The records of a reports JSONL file, in file order. Raises ``ValueError`` naming the file and the line for a
     line that is not JSON, not an object, misses a key, has a value of the wrong type or an empty reference, or
     repeats an earlier study id (both lines named)."""
-    path = Path(path)
-    records: list[dict[str, Any]] = []
-    first_line: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-            problem = _check_record(record)
-            if problem:
-                raise ValueError(f"{path}, line {number}: {problem}")
-            sid = str(record["study_id"])
-            if sid in first_line:
-                raise ValueError(f"{path}, line {number}: study_id {sid!r} already on line {first_line[sid]}")
-            first_line[sid] = number
-            records.append(record)
-    return records
+    return read_keyed_jsonl(path, _check_record, "study_id")
 
 
 def score_report_records(records: Sequence[Mapping[str, Any]], meteor: bool = True) -> dict[str, float]:

@@ -13,11 +13,11 @@ needs neither a model nor the datasets.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eval.jsonl_records import read_keyed_jsonl
 from eval.metrics.bootstrap import paired_bootstrap
 from eval.metrics.vqa import ANSWER_TYPES, EXAMPLE_KEYS, vqa_example_scores, vqa_metrics
 
@@ -52,26 +52,7 @@ def read_predictions(path: str | Path) -> list[dict[str, Any]]:
     """The records of a predictions JSONL file, in file order. Raises ``ValueError`` naming the file and the line
     number for a line that is not JSON, not an object, misses a key (named), has a value of the wrong type, or
     repeats an earlier qid (both lines named)."""
-    path = Path(path)
-    records: list[dict[str, Any]] = []
-    first_line: dict[str, int] = {}  # qid -> line number, to name both lines of a duplicate
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({err.msg})") from None
-            problem = _check_record(record)
-            if problem:
-                raise ValueError(f"{path}, line {number}: {problem}")
-            qid = str(record["qid"])
-            if qid in first_line:
-                raise ValueError(f"{path}, line {number}: qid {qid!r} already on line {first_line[qid]}")
-            first_line[qid] = number
-            records.append(record)
-    return records
+    return read_keyed_jsonl(path, _check_record, "qid")
 
 
 def score_predictions(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "sentences": [{"text": s, "regions": []} for s in split_sentences(pred)]}
                for row, ref, pred in zip(test, references, predictions)]
     write_jsonl(records, args.out)
-    from eval.metrics.nlg import nlg_metrics  # noqa: PLC0415
+    from eval.metrics.nlg import nlg_metrics
 
     metrics = score_reports(records)
     r2gen = nlg_metrics(predictions, references, tokenizer="r2gen")

@@ -1,21 +1,34 @@
-"""The training loop shared by ``vqa/train.py`` and ``reportgen/train.py``: optimizer, schedule, steps, logging.
+"""The training pieces shared by ``vqa/train.py`` and ``reportgen/train.py`` (through :mod:`fusion.task_trainer`):
+configs, optimizer, schedule, the loop, resumable checkpoints, logging.
 
-The entry points keep what differs (data, validation, what "best" means); this module keeps what must not differ
-between them: AdamW over the trainable parameters, linear warm-up + cosine decay counted the way accelerate steps
-a prepared scheduler, gradient accumulation and clipping, the JSONL log, the progress bar and the time limit.
+AdamW over the trainable parameters, linear warm-up + cosine decay counted the way accelerate steps a prepared
+scheduler, and the loop of :mod:`grounding.loop` (gradient accumulation and clipping, non-finite steps skipped, the
+time limit, checkpoints every ``save_every`` steps, ``--resume``).
 """
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from grounding.loop import (
+    LoopConfig,
+    LoopResult,
+    LoopState,
+    data_fingerprint,
+    epoch_seeded_loader_config,
+    load_checkpoint,
+    resolve_resume,
+    run_metadata,
+    save_checkpoint,
+    train_steps,
+    trainable_state_hooks,
+)
 
 
 @dataclass
@@ -59,6 +72,28 @@ class OptimConfig:
     grad_clip: float = 1.0
 
 
+@dataclass
+class RunConfig:
+    """The run fields every GroundedVLM trainer shares: ``seed``, ``output_dir``, validation every ``eval_every``
+    steps (0: per epoch), ``log_every``, ``mixed_precision`` (no, bf16, fp16), ``threads`` (torch CPU threads),
+    ``max_minutes`` of training; resumable checkpoints every ``save_every`` steps (0: only at the end) keeping the
+    newest ``keep_checkpoints``; a stop after ``max_bad_steps`` non-finite steps in a row; ``resume``: ``""`` (start
+    fresh), ``auto`` (the newest checkpoint of ``output_dir``, if any) or a checkpoint folder."""
+
+    seed: int = 0
+    output_dir: str = "runs/train"
+    eval_every: int = 0
+    eval_batch_size: int = 16
+    log_every: int = 10
+    mixed_precision: str = "no"
+    threads: int | None = None
+    max_minutes: float | None = None
+    save_every: int = 0
+    keep_checkpoints: int = 2
+    max_bad_steps: int = 5
+    resume: str = ""
+
+
 def build_optimizer(
     model: torch.nn.Module, cfg: OptimConfig, batches_per_epoch: int, processes: int = 1
 ) -> tuple[list[torch.nn.Parameter], torch.optim.Optimizer, Any, int]:
@@ -99,16 +134,6 @@ class JsonlLog:
             self._file = None
 
 
-@dataclass
-class LoopResult:
-    """What the loop did: optimizer steps, epochs started, seconds, and whether the time limit stopped it."""
-
-    steps: int
-    epochs: int
-    seconds: float
-    stopped_by_time_limit: bool
-
-
 def train_loop(
     accelerator: Any,
     model: torch.nn.Module,
@@ -127,49 +152,23 @@ def train_loop(
     max_minutes: float | None = None,
     desc: str = "training",
     progress: bool = True,
+    state: LoopState | None = None,
+    save: Callable[[LoopState], None] | None = None,
+    save_every: int = 0,
+    max_bad_steps: int = 5,
 ) -> LoopResult:
-    """Train prepared objects for ``max_steps`` optimizer steps.
+    """Train prepared objects for ``max_steps`` optimizer steps with :func:`grounding.loop.train_steps` (the model
+    takes a ``GroundedBatch`` and returns an object with ``.loss``).
 
     ``validate(step)`` runs every ``eval_every`` steps, or at the end of each epoch when ``eval_every`` is 0 (not at
     the end of training: the caller validates the final model itself); ``set_train_mode()`` puts the model back
-    in training mode before training and after each validation. The model returns an object with ``.loss``.
+    in training mode before training and after each validation; ``state`` / ``save`` resume and checkpoint.
     """
-    set_train_mode()
-    start = time.perf_counter()
-    step, epoch, stopped = 0, 0, False
-    bar = tqdm(total=max_steps, desc=desc, disable=not progress, dynamic_ncols=True)
-    while step < max_steps and not stopped:
-        for batch in loader:
-            with accelerator.accumulate(model):
-                output = model(batch)
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients and grad_clip > 0:
-                    accelerator.clip_grad_norm_(params, grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)  # free the gradients as soon as the step is done
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            loss = float(output.loss.detach())
-            if step % log_every == 0 or step == 1:
-                log.write({"step": step, "epoch": epoch, "loss": loss, "lr": scheduler.get_last_lr()[0],
-                           "elapsed_s": round(time.perf_counter() - start, 2)})
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-            if max_minutes is not None and time.perf_counter() - start > max_minutes * 60:
-                stopped = True
-            if step >= max_steps or stopped:
-                break
-            if eval_every and step % eval_every == 0:
-                validate(step)
-                set_train_mode()
-        epoch += 1
-        if not eval_every and step < max_steps and not stopped:
-            validate(step)  # the end of an epoch
-            set_train_mode()
-    bar.close()
-    return LoopResult(step, epoch, time.perf_counter() - start, stopped)
+    cfg = LoopConfig(max_steps=max_steps, grad_clip=grad_clip, log_every=log_every, eval_every=eval_every,
+                     max_minutes=max_minutes, save_every=save_every, max_bad_steps=max_bad_steps)
+    return train_steps(accelerator, model, optimizer, scheduler, loader, params, model, cfg, state=state,
+                       validate=validate, set_train_mode=set_train_mode, log=log.write, save=save, desc=desc,
+                       progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -206,13 +205,16 @@ def trainer_parser(prog: str, description: str, example: str, dataset_names: tup
                         help="region-store folder(s) (comma-separated, or a folder of stores) or 'oracle' "
                         "(ground-truth regions)")
     parser.add_argument("--output-dir", default=None, help="sets output_dir")
+    parser.add_argument("--resume", default=None, metavar="auto|PATH",
+                        help="continue a run: auto (the newest checkpoint in OUTPUT/checkpoints, if any) or a "
+                        "checkpoint folder (sets resume)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
 #: trainer_parser's arguments -> the config keys they set
 TRAINER_FLAGS = {"dataset": "data.dataset", "root": "data.root", "grounding": "model.injection",
-                 "regions": "regions", "output_dir": "output_dir"}
+                 "regions": "regions", "output_dir": "output_dir", "resume": "resume"}
 
 
 def start_run(output_dir: str, seed: int, mixed_precision: str, grad_accum: int, threads: int | None,
@@ -223,7 +225,9 @@ def start_run(output_dir: str, seed: int, mixed_precision: str, grad_accum: int,
 
     if threads:
         torch.set_num_threads(threads)
-    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum)
+    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum,
+                              dataloader_config=epoch_seeded_loader_config())
+    trainable_state_hooks(accelerator)
     set_seed(seed)
     out = Path(output_dir)
     if accelerator.is_main_process:
@@ -244,6 +248,21 @@ def run_regions(injection: str, spec: str, oracle_sources: list[str], run: Run) 
         return open_regions(spec, oracle_sources, run.out.parent / "oracle_regions")
 
 
+def resume_or_start(run: Run, resolved: dict[str, Any], train_data: list[Any], resume: str, keep: int
+                    ) -> tuple[LoopState, Callable[[LoopState], None]]:
+    """(the loop state to start from, the function that checkpoints it) for prepared objects: ``resume`` is
+    ``""``, ``auto`` or a checkpoint folder (:func:`grounding.loop.resolve_resume`); the checkpoint's config and
+    data must match (``ResumeError`` otherwise)."""
+    meta = run_metadata(resolved, data_fingerprint(train_data))
+    state = LoopState()
+    path = resolve_resume(resume, run.out)
+    if path is not None:
+        load_checkpoint(run.accelerator, path, state, meta)
+        if run.main_process:
+            print(f"resuming from {path} (step {state.step})")
+    return state, lambda s: save_checkpoint(run.accelerator, run.out, s, meta, keep)
+
+
 def train_loader(dataset: Any, batch_size: int, collate: Any, num_workers: int, seed: int, what: str) -> Any:
     """A shuffled loader of full batches (seeded); an error naming ``what`` when there is not one batch."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True,
@@ -261,6 +280,7 @@ def run_summary(injection: str, regions_spec: str, result: LoopResult, n_train: 
         "injection": injection, "regions": regions_spec,
         "steps": result.steps, "epochs_started": result.epochs, "train_seconds": round(result.seconds, 1),
         "seconds_per_step": round(result.seconds / max(result.steps, 1), 3),
-        "stopped_by_time_limit": result.stopped_by_time_limit, "trainable_parameters": n_train, "parameters": n_all,
+        "stopped_by_time_limit": result.stopped_by_time_limit, "skipped_nonfinite_steps": result.skipped_steps,
+        "trainable_parameters": n_train, "parameters": n_all,
         sizes_key: sizes, "records": records,
     }

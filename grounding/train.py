@@ -2,8 +2,9 @@
 
 Plain ``python grounding/train.py ...`` works too (one process). The loop is written out with accelerate: AdamW,
 warm-up + cosine, gradient clipping, optional bf16, a progress bar with the loss parts, a JSONL log
-(``OUTPUT/log.jsonl``), checkpoints with the resolved config (``OUTPUT/checkpoint-<step>``, ``OUTPUT/final``) and,
-when a validation set is given, phrase-grounding metrics on it (``OUTPUT/val_metrics.json``).
+(``OUTPUT/log.jsonl``), resumable checkpoints (``OUTPUT/checkpoints/step-<N>``, ``--resume auto``; the shared loop
+of :mod:`grounding.loop` also skips non-finite steps), the final model with the resolved config (``OUTPUT/final``)
+and, when a validation set is given, phrase-grounding metrics on it (``OUTPUT/val_metrics.json``).
 """
 from __future__ import annotations
 
@@ -19,17 +20,27 @@ import argparse
 import json
 import os
 import shutil
-import time
 from collections.abc import Sequence
 
 import datasets
 import torch
-from tqdm.auto import tqdm
 
 from grounding.checkpoint import save_grounding_checkpoint
 from grounding.configio import expand_path, load_config, to_dict
 from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
 from grounding.datasets import load_grounding
+from grounding.loop import (
+    LoopConfig,
+    LoopState,
+    data_fingerprint,
+    epoch_seeded_loader_config,
+    load_checkpoint,
+    resolve_resume,
+    run_metadata,
+    save_checkpoint,
+    train_steps,
+    trainable_state_hooks,
+)
 from grounding.model import MedGLIP, build_grounder
 from grounding.records import RecordChecker, RecordLog
 from grounding.splits import split_by_group
@@ -46,8 +57,12 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
         "model.loss_weights.mlm=0 data.train=[a.coco.json]",
     )
     parser.add_argument("--config", type=Path, default=None, help="YAML preset, e.g. configs/grounding/quick.yaml")
+    parser.add_argument("--resume", default=None, metavar="auto|PATH",
+                        help="continue a run: auto (the newest checkpoint in OUTPUT/checkpoints, if any) or a "
+                        "checkpoint folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the options
     return args, args.overrides
 
 
@@ -176,7 +191,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with=trackers,
         project_dir=str(out),
+        dataloader_config=epoch_seeded_loader_config(),
     )
+    trainable_state_hooks(accelerator)
     set_seed(cfg.seed)
     main_process = accelerator.is_main_process
     if main_process:
@@ -208,49 +225,42 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                                 cfg.optim.max_steps * processes)
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     unwrapped: MedGLIP = accelerator.unwrap_model(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    meta = run_metadata(resolved, data_fingerprint([train_ds]))
+    state = LoopState()
+    resume_from = resolve_resume(args.resume or cfg.resume, out)
+    if resume_from is not None:
+        load_checkpoint(accelerator, resume_from, state, meta)
+        if main_process:
+            print(f"resuming from {resume_from} (step {state.step})")
 
     log_file = (out / "log.jsonl").open("a", encoding="utf-8") if main_process else None
-    start = time.perf_counter()
-    step, epoch, stopped_early = 0, 0, False
-    bar = tqdm(total=cfg.optim.max_steps, desc="grounding", disable=not main_process, dynamic_ncols=True)
-    while step < cfg.optim.max_steps and not stopped_early:
-        train_set.set_epoch(epoch)
-        for batch in loader:
-            batch = batch.to(accelerator.device)
-            with accelerator.accumulate(model):
-                prompts = unwrapped.encode_prompts(batch.phrase_lists).to(accelerator.device)
-                output = model(batch.images, prompts, batch.modality_ids, batch.targets)
-                accelerator.backward(output.loss)
-                if accelerator.sync_gradients and cfg.optim.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)  # free the gradients as soon as the step is done
-            if not accelerator.sync_gradients:
-                continue
-            step += 1
-            parts = {k: float(v.detach()) for k, v in output.loss_parts.items()}
-            record = {"step": step, "epoch": epoch, "loss": float(output.loss.detach()), **parts,
-                      "lr": scheduler.get_last_lr()[0], "elapsed_s": round(time.perf_counter() - start, 2)}
-            if main_process and (step % cfg.log_every == 0 or step == 1):
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
-                accelerator.log(record, step=step)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in [("loss", record["loss"]), *parts.items()]}, refresh=False)
-            if cfg.save_every and step % cfg.save_every == 0 and main_process:
-                save_atomic(out / f"checkpoint-{step}", unwrapped, vocab, resolved)
-            if step >= cfg.optim.max_steps:
-                break
-            if cfg.max_minutes is not None and time.perf_counter() - start > cfg.max_minutes * 60:
-                stopped_early = True
-                break
-        epoch += 1
-    bar.close()
-    train_seconds = time.perf_counter() - start
+
+    def write_log(record: dict) -> None:
+        if main_process:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+            accelerator.log(record, step=record["step"])
+
+    def forward(batch):
+        batch = batch.to(accelerator.device)
+        prompts = unwrapped.encode_prompts(batch.phrase_lists).to(accelerator.device)
+        return model(batch.images, prompts, batch.modality_ids, batch.targets)
+
+    loop = LoopConfig(max_steps=cfg.optim.max_steps, grad_clip=cfg.optim.grad_clip, log_every=cfg.log_every,
+                      max_minutes=cfg.max_minutes, save_every=cfg.save_every, keep_checkpoints=cfg.keep_checkpoints,
+                      max_bad_steps=cfg.max_bad_steps)
+    save_state = lambda s: save_checkpoint(accelerator, out, s, meta, cfg.keep_checkpoints)
+    result = train_steps(accelerator, model, optimizer, scheduler, loader, params, forward, loop, state=state,
+                         set_train_mode=lambda: None, log=write_log, on_epoch=train_set.set_epoch, save=save_state,
+                         desc="grounding", progress=main_process and not args.no_progress)
+    save_state(state)
+    step, epoch, stopped_early, train_seconds = result.steps, result.epochs, result.stopped_by_time_limit, result.seconds
     accelerator.wait_for_everyone()
     summary: dict = {"steps": step, "epochs_started": epoch, "train_seconds": round(train_seconds, 1),
-                     "stopped_by_time_limit": stopped_early, "train_samples": len(train_ds),
+                     "stopped_by_time_limit": stopped_early, "skipped_nonfinite_steps": result.skipped_steps,
+                     "train_samples": len(train_ds),
                      "val_samples": len(val_ds) if val_ds is not None else 0, "records": log.to_dict()}
     if main_process:
         final = save_atomic(out / "final", unwrapped, vocab, resolved)

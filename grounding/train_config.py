@@ -52,7 +52,10 @@ class OptimConfig:
 @dataclass
 class GroundingTrainConfig:
     """Everything a grounding run needs. ``max_minutes`` stops training early (the schedule still spans
-    ``max_steps``); ``init_from`` fine-tunes a saved checkpoint instead of building ``model`` afresh."""
+    ``max_steps``); ``init_from`` fine-tunes a saved checkpoint instead of building ``model`` afresh.
+    ``save_every``: a resumable checkpoint every N steps (0: only at the end) in ``OUTPUT/checkpoints``, the newest
+    ``keep_checkpoints`` kept; ``resume``: ``""``, ``auto`` or a checkpoint folder; ``max_bad_steps``: non-finite
+    steps in a row before the run stops (:mod:`grounding.loop`)."""
 
     data: GroundingDataConfig = field(default_factory=GroundingDataConfig)
     model: GrounderConfig = field(default_factory=GrounderConfig)
@@ -67,3 +70,6 @@ class GroundingTrainConfig:
     max_minutes: float | None = None
     init_from: str | None = None
     threads: int | None = None
+    keep_checkpoints: int = 2
+    max_bad_steps: int = 5
+    resume: str = ""

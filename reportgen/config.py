@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fusion.config import FusionConfig
-from fusion.training import OptimConfig, SplitsConfig
+from fusion.training import OptimConfig, RunConfig, SplitsConfig
 
 #: what the model learns to write
 TARGETS: tuple[str, ...] = ("findings", "findings_impression")
@@ -36,8 +36,9 @@ class GenerationConfig:
 
 
 @dataclass
-class ReportTrainConfig:
-    """A report-generation run (fields as in ``vqa.config.VQATrainConfig``); ``instruction`` is the task text."""
+class ReportTrainConfig(RunConfig):
+    """A report-generation run: the fields of :class:`fusion.training.RunConfig`, ``regions`` as in
+    ``vqa.config.VQATrainConfig``, decoding, and ``instruction``, the task text."""
 
     model: FusionConfig = field(default_factory=FusionConfig)
     data: ReportDataConfig = field(default_factory=ReportDataConfig)
@@ -45,12 +46,5 @@ class ReportTrainConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     regions: str = ""
     instruction: str = "Write the findings of the radiology report."
-    seed: int = 0
     output_dir: str = "runs/reportgen/quick"
-    eval_every: int = 0
-    eval_batch_size: int = 16
     max_length: int = 768
-    log_every: int = 10
-    mixed_precision: str = "no"
-    threads: int | None = None
-    max_minutes: float | None = None

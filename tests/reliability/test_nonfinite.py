@@ -86,7 +86,7 @@ def test_too_many_bad_steps_in_a_row_stop_and_keep_the_last_good_checkpoint(tmp_
     assert saves == [2, 4]
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-0000002", "step-0000004"]
     # a bad step between good ones resets the count: 2 bad, 1 good, 2 bad never stops at 3
-    accelerator, model, optimizer, scheduler, loader, forward, calls = _setup(tmp_path, {2, 3, 5, 6})
+    accelerator, model, optimizer, scheduler, loader, forward, _ = _setup(tmp_path, {2, 3, 5, 6})
     with pytest.warns(RuntimeWarning):
         result = train_steps(accelerator, model, optimizer, scheduler, loader, list(model.parameters()), forward,
                              LoopConfig(max_steps=6, max_bad_steps=3), progress=False)

@@ -24,3 +24,54 @@ class ImageCache:
 
     def __len__(self) -> int:
         return len(self._images)
+
+
+class CachedImageExamples(torch.utils.data.Dataset):
+    """Base of the example datasets that read images through an :class:`ImageCache` (``self.image``) from rows of a
+    ``datasets.Dataset`` (``self.ds``): :meth:`check_images` loads every image once before training, so a file that
+    cannot be read stops the run naming the file and the record, or is skipped and counted, instead of failing
+    inside the data loader mid-run."""
+
+    ds: Any
+    image: ImageCache
+
+    def image_paths(self, row: dict[str, Any]) -> list[str]:
+        """The image files an example of ``row`` reads."""
+        raise NotImplementedError
+
+    def row_key(self, row: dict[str, Any]) -> str:
+        """The record's id in messages."""
+        raise NotImplementedError
+
+    def check_images(self, on_bad: str, log: Any, split: str, progress: bool = False) -> int:
+        """Load every image of the split into the cache; rows with an unreadable image raise ``ImageLoadError``
+        naming the record (``on_bad="error"``) or are dropped and logged in ``log`` (a ``RecordLog``,
+        ``on_bad="skip"``). Returns the rows dropped."""
+        from tqdm.auto import tqdm
+
+        from grounding.imageio_common import ImageLoadError
+        from grounding.records import RecordIssue
+
+        keep, bad_files = [], {}
+        for i, row in enumerate(tqdm(self.ds, desc=f"{split} images", disable=not progress, leave=False)):
+            problem = None
+            for path in self.image_paths(row):
+                if path in bad_files:
+                    problem = bad_files[path]
+                    break
+                try:
+                    self.image(path)
+                except ImageLoadError as err:
+                    bad_files[path] = problem = err
+                    break
+            if problem is None:
+                keep.append(i)
+            elif on_bad != "skip":
+                raise ImageLoadError(problem.path, f"{split} record {self.row_key(row)}: {problem.reason}; pass "
+                                     "data.on_bad=skip to skip such records") from problem
+            else:
+                log.issues.append(RecordIssue(f"{split} images", self.row_key(row), str(problem), "dropped"))
+        dropped = len(self.ds) - len(keep)
+        if dropped:
+            self.ds = self.ds.select(keep)
+        return dropped

@@ -78,6 +78,11 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     n_train, n_all = trainable_count(vlm)
     train_set = task.examples(splits["train"], processor, regions, True)
     val_set = task.examples(splits["val"], processor, regions, False)
+    test_set = task.examples(splits["test"], processor, regions, False) if "test" in splits else None
+    # every image read once now: an unreadable file stops the run here, naming it, or is skipped and counted
+    for name, examples in (("train", train_set), ("val", val_set), ("test", test_set)):
+        if examples is not None and examples.check_images(cfg.data.on_bad, log, name, progress):
+            splits[name] = examples.ds
     loader = train_loader(train_set, cfg.optim.batch_size, processor.collate, cfg.data.num_workers, cfg.seed,
                           task.unit)
     params, optimizer, scheduler, max_steps = build_optimizer(vlm, cfg.optim, len(loader), accelerator.num_processes)
@@ -125,7 +130,7 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
         summary.update(best_step=best["step"], val=best.get("metrics", {}), checkpoint=str(out / "best"))
         if "test" in splits and len(splits["test"]):
             best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
-            records = task.answer(best_vlm, best_processor, splits["test"], regions, None, "testing")
+            records = task.answer(best_vlm, best_processor, splits["test"], regions, test_set, "testing")
             write_jsonl(records, out / f"{task.stem}_test.jsonl")
             summary["test"] = task.score(records, True)
             (out / "metrics_test.json").write_text(json.dumps(summary["test"], indent=2), encoding="utf-8")

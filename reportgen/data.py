@@ -8,7 +8,7 @@ from typing import Any
 import datasets
 import torch
 
-from fusion.image_cache import ImageCache
+from fusion.image_cache import CachedImageExamples, ImageCache
 from fusion.processor import GroundedExample
 from fusion.regions import StoreRegions
 from grounding.configio import expand_path
@@ -79,7 +79,7 @@ def drop_studies_without_regions(ds: datasets.Dataset, regions: StoreRegions, on
     return ds.select([i for i, ok in enumerate(has) if ok])
 
 
-class ReportExamples(torch.utils.data.Dataset):
+class ReportExamples(CachedImageExamples):
     """Studies -> ``GroundedExample`` (up to ``max_images`` images, each loaded and preprocessed once).
 
     Args:
@@ -99,6 +99,12 @@ class ReportExamples(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.ds)
+
+    def image_paths(self, row: dict[str, Any]) -> list[str]:
+        return list(row["image_paths"][: self.max_images])
+
+    def row_key(self, row: dict[str, Any]) -> str:
+        return f"study {row['study_id']}"
 
     def __getitem__(self, i: int) -> GroundedExample:
         row = self.ds[i]

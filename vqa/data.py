@@ -7,7 +7,7 @@ from typing import Any
 import datasets
 import torch
 
-from fusion.image_cache import ImageCache
+from fusion.image_cache import CachedImageExamples, ImageCache
 from fusion.processor import GroundedExample
 from fusion.regions import StoreRegions
 from grounding.configio import expand_path
@@ -54,7 +54,7 @@ def drop_without_regions(ds: datasets.Dataset, regions: StoreRegions, on_bad: st
     return ds.select(keep)
 
 
-class VQAExamples(torch.utils.data.Dataset):
+class VQAExamples(CachedImageExamples):
     """Questions -> ``GroundedExample``; each image is loaded and preprocessed once (``fusion.image_cache``).
 
     Args:
@@ -71,6 +71,12 @@ class VQAExamples(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.ds)
+
+    def image_paths(self, row: dict[str, Any]) -> list[str]:
+        return [row["image_path"]]
+
+    def row_key(self, row: dict[str, Any]) -> str:
+        return f"qid {row['qid']} ({row['image_path']})"
 
     def __getitem__(self, i: int) -> GroundedExample:
         row = self.ds[i]

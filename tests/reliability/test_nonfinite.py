@@ -70,7 +70,7 @@ def test_a_non_finite_step_is_skipped_and_changes_nothing(tmp_path, where):
 
 
 def test_too_many_bad_steps_in_a_row_stop_and_keep_the_last_good_checkpoint(tmp_path):
-    accelerator, model, optimizer, scheduler, loader, forward, calls = _setup(tmp_path, {5, 6, 7, 8})
+    accelerator, model, optimizer, scheduler, loader, forward, _ = _setup(tmp_path, {5, 6, 7, 8})
     params = list(model.parameters())
     meta = {"config": {}, "data_fingerprint": "x"}
     saves = []

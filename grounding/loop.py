@@ -365,8 +365,11 @@ def train_steps(
             state.step += 1
             loss = float(output.loss.detach())
             if log is not None and (state.step % cfg.log_every == 0 or state.step == 1):
-                parts = {k: float(v.detach()) for k, v in getattr(output, "loss_parts", {}).items()}
-                log({"step": state.step, "epoch": state.epoch, "loss": loss, **parts,
+                # the mean over processes (every process reaches this step): one curve whatever the process count
+                parts = {"loss": output.loss, **getattr(output, "loss_parts", {})}
+                parts = {k: float(accelerator.reduce(v.detach().float().reshape(1), reduction="mean"))
+                         for k, v in parts.items()}
+                log({"step": state.step, "epoch": state.epoch, **parts,
                      "lr": scheduler.get_last_lr()[0],
                      "elapsed_s": round(state.seconds_before + time.perf_counter() - start, 2)})
             bar.update(1)

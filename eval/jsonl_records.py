@@ -12,13 +12,18 @@ from typing import Any
 
 def read_keyed_jsonl(path: str | Path, check: Callable[[Any], str | None], key: str) -> list[dict[str, Any]]:
     """The records of a JSONL file, in file order, each unique by ``str(record[key])``. Blank lines are skipped.
-    Raises ``ValueError`` naming the file and the line for a line that is not JSON, one ``check`` finds fault with
-    (its message), or one that repeats an earlier key (both lines named)."""
+    Raises ``ValueError`` naming the file and the line for a line that is not UTF-8 or not JSON, one ``check`` finds
+    fault with (its message), or one that repeats an earlier key (both lines named)."""
     path = Path(path)
     records: list[dict[str, Any]] = []
     first_line: dict[str, int] = {}  # key -> line number, to name both lines of a duplicate
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise ValueError(f"{path}, line {number}: not UTF-8 (byte {raw[err.start]:#04x} at column "
+                                 f"{err.start + 1})") from None
             if not line.strip():
                 continue
             try:

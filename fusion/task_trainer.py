@@ -100,8 +100,8 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     log_file = JsonlLog(out / "log.jsonl", enabled=main_process)
 
     def validate(step: int) -> None:
+        records = answer_shared(accelerator, task, unwrapped, processor, splits["val"], regions, val_set, "validating")
         if main_process:
-            records = task.answer(unwrapped, processor, splits["val"], regions, val_set, "validating")
             metrics = task.score(records, False)
             log_file.write({"step": step, "val": metrics})
             if metrics[task.best_metric] > best[task.best_metric]:
@@ -127,10 +127,16 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
                           task.unit, {name: len(ds) for name, ds in splits.items()}, log.to_dict())
     if main_process:
         save("final")
+    accelerator.wait_for_everyone()
+    test_records = None
+    if "test" in splits and len(splits["test"]):  # answered by every process with the best checkpoint
+        best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
+        test_records = answer_shared(accelerator, task, best_vlm, best_processor, splits["test"], regions, test_set,
+                                     "testing")
+    if main_process:
         summary.update(best_step=best["step"], val=best.get("metrics", {}), checkpoint=str(out / "best"))
-        if "test" in splits and len(splits["test"]):
-            best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
-            records = task.answer(best_vlm, best_processor, splits["test"], regions, test_set, "testing")
+        if test_records is not None:
+            records = test_records
             write_jsonl(records, out / f"{task.stem}_test.jsonl")
             summary["test"] = task.score(records, True)
             (out / "metrics_test.json").write_text(json.dumps(summary["test"], indent=2), encoding="utf-8")
@@ -146,6 +152,20 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return summary
+
+
+def answer_shared(accelerator: Any, task: TrainerTask, vlm: Any, processor: Any, ds: Any, regions: Any,
+                  examples: Any, desc: str) -> list[dict[str, Any]]:
+    """Answer ``ds`` with every process taking a contiguous share (no padding, so no example twice); the records of
+    all processes, in ``ds`` order, on every process (``gather_object``)."""
+    import torch
+    from accelerate.utils import gather_object
+
+    with accelerator.split_between_processes(list(range(len(ds)))) as share:
+        records = task.answer(vlm, processor, ds.select(share), regions,
+                              torch.utils.data.Subset(examples, share) if examples is not None else None,
+                              desc) if share else []
+    return gather_object(records) if accelerator.num_processes > 1 else records
 
 
 def parse_trainer_args(parser: Any, argv: Sequence[str] | None, config_class: type) -> tuple[Any, Any]:

@@ -78,7 +78,8 @@ def generate_reports(
     examples: ReportExamples | None = None,
 ) -> list[dict[str, Any]]:
     """Write a report for every study of ``ds`` -> report records in ``ds`` order (module docstring)."""
-    examples = examples or ReportExamples(ds, processor.pixel_values, regions, instruction, None, max_images)
+    if examples is None:
+        examples = ReportExamples(ds, processor.pixel_values, regions, instruction, None, max_images)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, shuffle=False, collate_fn=processor.collate)
     options: dict[str, Any] = {"num_beams": generation.num_beams, "repetition_penalty": generation.repetition_penalty}
     if generation.no_repeat_ngram_size:

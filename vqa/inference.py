@@ -35,7 +35,8 @@ def predict_answers(
 
     ``examples``: a :class:`VQAExamples` over ``ds`` to reuse (its image cache); built here when None.
     """
-    examples = examples or VQAExamples(ds, processor.pixel_values, regions, with_answers=False)
+    if examples is None:
+        examples = VQAExamples(ds, processor.pixel_values, regions, with_answers=False)
     loader = torch.utils.data.DataLoader(examples, batch_size=batch_size, shuffle=False,
                                          collate_fn=processor.collate)
     was_training = vlm.training

@@ -65,10 +65,11 @@ def test_two_processes_follow_the_one_process_loss_curve(task, tiny_synthmed, ti
     assert a != pytest.approx(_losses_shifted(a), rel=1e-3)  # the curve moves: a real comparison
     records = "predictions_test.jsonl" if task == "vqa" else "reports_test.jsonl"
     key, unit = ("qid", "questions") if task == "vqa" else ("study_id", "studies")
-    for out in (one, two):  # the evaluation counts each test example once
-        ids = [json.loads(line)[key] for line in (out / records).read_text().splitlines()]
+    for out in (one, two):  # validation and test, shared out among the processes, count each example once
         summary = json.loads((out / "summary.json").read_text())
-        assert len(ids) == len(set(ids)) == summary[unit]["test"] > 0
+        for split in ("val", "test"):
+            ids = [json.loads(line)[key] for line in (out / records.replace("test", split)).read_text().splitlines()]
+            assert len(ids) == len(set(ids)) == summary[unit][split] > 0, split
 
 
 def _losses_shifted(values: list[float]) -> list[float]:

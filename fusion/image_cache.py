@@ -44,33 +44,12 @@ class CachedImageExamples(torch.utils.data.Dataset):
         raise NotImplementedError
 
     def check_images(self, on_bad: str, log: Any, split: str, progress: bool = False) -> int:
-        """Load every image of the split into the cache; rows with an unreadable image raise ``ImageLoadError``
-        naming the record (``on_bad="error"``) or are dropped and logged in ``log`` (a ``RecordLog``,
-        ``on_bad="skip"``). Returns the rows dropped."""
-        from tqdm.auto import tqdm
+        """Load every image of the split into the cache (:func:`grounding.image_check.readable_rows`); rows with an
+        unreadable image raise ``ImageLoadError`` naming the record (``on_bad="error"``) or are dropped and logged
+        in ``log`` (``on_bad="skip"``). Returns the rows dropped."""
+        from grounding.image_check import readable_rows
 
-        from grounding.imageio_common import ImageLoadError
-        from grounding.records import RecordIssue
-
-        keep, bad_files = [], {}
-        for i, row in enumerate(tqdm(self.ds, desc=f"{split} images", disable=not progress, leave=False)):
-            problem = None
-            for path in self.image_paths(row):
-                if path in bad_files:
-                    problem = bad_files[path]
-                    break
-                try:
-                    self.image(path)
-                except ImageLoadError as err:
-                    bad_files[path] = problem = err
-                    break
-            if problem is None:
-                keep.append(i)
-            elif on_bad != "skip":
-                raise ImageLoadError(problem.path, f"{split} record {self.row_key(row)}: {problem.reason}; pass "
-                                     "data.on_bad=skip to skip such records") from problem
-            else:
-                log.issues.append(RecordIssue(f"{split} images", self.row_key(row), str(problem), "dropped"))
+        keep = readable_rows(self.ds, self.image_paths, self.row_key, self.image, on_bad, log, split, progress)
         dropped = len(self.ds) - len(keep)
         if dropped:
             self.ds = self.ds.select(keep)

@@ -29,6 +29,8 @@ from grounding.checkpoint import save_grounding_checkpoint
 from grounding.configio import expand_path, load_config, to_dict
 from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
 from grounding.datasets import load_grounding
+from grounding.image_check import readable_rows
+from grounding.imageio import load_image
 from grounding.loop import (
     LoopConfig,
     LoopState,
@@ -114,6 +116,15 @@ def build_datasets(cfg: GroundingTrainConfig, log: RecordLog) -> tuple[datasets.
                                     cfg.seed, unit="patient" if cfg.data.groups_csv else "image")
     if cfg.data.limit is not None:
         train = train.select(range(min(cfg.data.limit, len(train))))
+    if cfg.data.check_images:  # every image read once now, not failing in the loader mid-run
+        parts = {"train": train, "val": val}
+        for name, ds in parts.items():
+            if ds is not None:
+                keep = readable_rows(ds, lambda row: [row["image_path"]], lambda row: f"{row['image_id']} "
+                                     f"({row['image_path']})", lambda p: load_image(p, channels=3),
+                                     cfg.data.on_bad, log, name)
+                parts[name] = ds if len(keep) == len(ds) else ds.select(keep)
+        train, val = parts["train"], parts["val"]
     return train, val
 
 

@@ -14,7 +14,8 @@ class GroundingDataConfig:
     ``train`` and ``val`` are lists of files in any format ``grounding.datasets.load_grounding`` reads (COCO json,
     lung-mask folder, ChestX-ray8 / VinDr CSV, ...), concatenated. Without ``val``, a validation split is carved
     from ``train`` by ``val_fraction``, grouped by patient when ``groups_csv`` names a CSV with ``filename`` and
-    ``patientid`` columns (the COVID-19 collection's ``metadata.csv``), else by image.
+    ``patientid`` columns (the COVID-19 collection's ``metadata.csv``), else by image. ``check_images`` reads
+    every image once before training: an unreadable one stops the run naming it, or is skipped under ``on_bad``.
     """
 
     train: list[str] = field(default_factory=lambda: ["runs/synthmed/grounding_train.coco.json"])
@@ -27,6 +28,7 @@ class GroundingDataConfig:
     with_masks: bool = True
     num_workers: int = 0
     limit: int | None = None
+    check_images: bool = True
 
 
 @dataclass

@@ -68,3 +68,23 @@ def test_unreadable_training_images(task, damaged, tiny_llm, tmp_path):
     if task == "reportgen":
         assert summary[unit]["train"] == sum(1 for s in annotation["train"] if s["image_path"][0] not in bad)
     assert issues and all(i["action"] == "dropped" for i in issues)
+
+
+def test_unreadable_grounding_images(tiny_synthmed, tmp_path):
+    """The grounding trainer reads every image once too: a truncated PNG stops it naming the image, or is skipped."""
+    from grounding.train import main
+
+    root = tmp_path / "synthmed"
+    shutil.copytree(tiny_synthmed, root)
+    victim = sorted((root / "images" / "train").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:100])
+    argv = ["--config", str(REPO / "configs/grounding/tiny.yaml"), "--no-progress",
+            f"data.train=[{root / 'grounding_train.coco.json'}]", "data.val=[]", "optim.max_steps=2"]
+    with pytest.raises(ImageLoadError, match=rf"train record {victim.stem} .*data.on_bad=skip"):
+        main([*argv, f"output_dir={tmp_path / 'error'}"])
+    summary = main([*argv, f"output_dir={tmp_path / 'skip'}", "data.on_bad=skip"])
+    assert summary["steps"] == 2
+    dropped = [i for i in summary["records"]["issues"] if i["source"] == "train images"]
+    assert len(dropped) == 1 and victim.name in dropped[0]["reason"]
+    annotation = json.loads((root / "grounding_train.coco.json").read_text())
+    assert summary["train_samples"] == len(annotation["images"]) - 1

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,12 @@ def test_a_save_killed_midway_leaves_the_last_complete_checkpoint(synth, tmp_pat
     run(grounding_command(synth, out, "--resume", "auto", "optim.max_steps=12"))
     assert [p.name for p in checkpoint_dirs(out)] == ["step-0000008", "step-0000012"]
     assert not (out / "checkpoints" / "step-0000012.tmp").exists()
+    # what a checkpoint records besides the state
+    meta = json.loads((out / "checkpoints" / "step-0000012" / "meta.json").read_text())
+    assert meta["config"]["optim"]["max_steps"] == 12 and meta["config"]["save_every"] == 4
+    assert meta["packages"]["torch"] == version("torch") and meta["packages"]["peft"] == version("peft")
+    assert len(meta["data_fingerprint"]) == 16 and "git_commit" in meta
+    assert json.loads((out / "checkpoints" / "step-0000012" / "loop_state.json").read_text())["step"] == 12
 
 
 def test_resume_refuses_another_config_or_data(synth, tmp_path):

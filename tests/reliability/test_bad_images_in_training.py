@@ -76,7 +76,7 @@ def test_unreadable_grounding_images(tiny_synthmed, tmp_path):
 
     root = tmp_path / "synthmed"
     shutil.copytree(tiny_synthmed, root)
-    victim = sorted((root / "images" / "train").iterdir())[0]
+    victim = min((root / "images" / "train").iterdir())
     victim.write_bytes(victim.read_bytes()[:100])
     argv = ["--config", str(REPO / "configs/grounding/tiny.yaml"), "--no-progress",
             f"data.train=[{root / 'grounding_train.coco.json'}]", "data.val=[]", "optim.max_steps=2"]

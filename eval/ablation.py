@@ -222,8 +222,8 @@ def plot(results: dict[str, Any], path: Path, metrics: Sequence[str], task: str)
                 low.append(max(v - (base + d["low"]), 0.0))
                 high.append(max((base + d["high"]) - v, 0.0))
         ax.bar(modes, values, color=colors, yerr=[low, high], capsize=5)
-        for i, v in enumerate(values):
-            ax.text(i, v + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
+        for i, v in enumerate(values):  # above the interval's top
+            ax.text(i, v + high[i] + 0.01, f"{v:.3f}", ha="center", va="bottom", fontsize=8)
         ax.set_ylabel(metric.replace("_", " "))
         top = max([v + h for v, h in zip(values, high)] + [0.0])
         ax.set_ylim(0, top * 1.2 + 0.05 if top > 1 else min(1.0, top * 1.25 + 0.05))

@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from grounding.train import main as train_grounding
 
     def grounding() -> None:
-        train_grounding(["--config", str(args.configs / "grounding" / "demo.yaml"), f"output_dir={grounding_dir}",
+        train_grounding(["--config", str(args.configs / "grounding" / "demo.yaml"), *quiet, f"output_dir={grounding_dir}",
                          f"data.train=[{data / 'grounding_train.coco.json'}]",
                          f"data.val=[{data / 'grounding_val.coco.json'}]", f"seed={args.seed}"])
         evaluate(["--task", "grounding", "--checkpoint", str(grounding_dir / "final"), "--data",

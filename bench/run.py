@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -39,6 +41,17 @@ def _load(path: Path):
     return module
 
 
+def _finite(value):
+    """``value`` with NaN and infinities as None, so results.json is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="medglip performance benchmarks")
     parser.add_argument("--only", nargs="*", default=None, help="benchmark names to run (e.g. synthmed)")
@@ -52,19 +65,31 @@ def main(argv: list[str] | None = None) -> int:
           f"bfloat16 {machine['bfloat16_gflops']:.1f} GFLOP/s, {machine['threads']} threads")
     results: dict[str, object] = {"machine": machine, "benchmarks": {}}
     rows = []
-    for path in sorted(HERE.glob("bench_*.py")):
+    # The issue's row order: grounding, VQA step, report metrics, SynthMed and loading, memory, demo.
+    order = ["grounding", "vqa_step", "report_metrics", "synthmed", "loader", "memory", "demo"]
+    paths = sorted(HERE.glob("bench_*.py"), key=lambda p: (order.index(p.stem[6:]) if p.stem[6:] in order else 99, p))
+    for path in paths:
         name = path.stem.removeprefix("bench_")
         if args.only and name not in args.only:
             continue
-        out = _load(path).run(repeats=args.repeats)
+        start = time.perf_counter()
+        try:
+            out = _load(path).run(repeats=args.repeats)
+        except Exception as exc:  # one broken benchmark must not cost the others' rows
+            traceback.print_exc()
+            out = {"rows": [{"name": "failed", "value": float("nan"), "unit": "",
+                             "target": f"{type(exc).__name__}: {exc}"[:200], "ok": False}]}
+        out["wall_seconds"] = time.perf_counter() - start
         results["benchmarks"][name] = out
         rows += [{"bench": name, **row} for row in out["rows"]]
+        print(f"{name}: {out['wall_seconds']:.0f} s", flush=True)
     width = max((len(r["name"]) for r in rows), default=10)
-    print(f"{'benchmark':10s} {'row':{width}s} {'value':>12s} {'unit':12s} target")
+    bench_width = max((len(r["bench"]) for r in rows), default=9)
+    print(f"{'benchmark':{bench_width}s} {'row':{width}s} {'value':>12s} {'unit':12s} target")
     for r in rows:
         status = "" if r.get("ok") is None else ("  ok" if r["ok"] else "  MISSED")
-        print(f"{r['bench']:10s} {r['name']:{width}s} {r['value']:12.3f} {r['unit']:12s} {r.get('target', '')}{status}")
-    args.out.write_text(json.dumps(results, indent=2))
+        print(f"{r['bench']:{bench_width}s} {r['name']:{width}s} {r['value']:12.3f} {r['unit']:12s} {r.get('target', '')}{status}")
+    args.out.write_text(json.dumps(_finite(results), indent=2))
     print(f"wrote {args.out}")
     return 0
 

@@ -18,11 +18,12 @@ stack); the cold rate (decode + resize of each distinct image) is shown as well.
 Rows: images/s of each loader and step and their ratio, target ``>= 3x`` (loading must not be what the step waits
 for when it runs in the training process).
 
-    python bench/bench_loader.py [--repeats 5] [--n 64] [--steps 5] [--vqa-steps 3] [--no-vqa]
+    python bench/bench_loader.py [--repeats 5] [--n 64] [--steps 5] [--vqa-steps 3] [--no-vqa] [--threads N]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -103,11 +104,12 @@ def _grounding(root: Path, repeats: int, steps: int) -> dict[str, Any]:
     seconds = [step(batches[1 + i % (len(batches) - 1)] if len(batches) > 1 else batches[0]) for i in range(steps)]
     batch_size = cfg.optim.batch_size
     return {"loader_images_per_s": _median_rate(passes), "step_images_per_s": batch_size / statistics.median(seconds),
-            "batch_size": batch_size, "num_workers": cfg.data.num_workers, "train_images": len(train_ds),
+            "batch_size": batch_size, "num_workers": cfg.data.num_workers, "threads": torch.get_num_threads(),
+            "train_images": len(train_ds),
             "loader_passes": [{"seconds": s, "images": n} for s, n in passes], "step_seconds": seconds}
 
 
-def _vqa(root: Path, repeats: int, steps: int) -> dict[str, Any]:
+def _vqa(root: Path, repeats: int, steps: int, threads: int | None = None) -> dict[str, Any]:
     from fusion.builder import build_grounded_vlm
     from fusion.trainable import train_mode
     from fusion.training import build_optimizer, train_loader
@@ -118,7 +120,7 @@ def _vqa(root: Path, repeats: int, steps: int) -> dict[str, Any]:
     from vqa.datasets import load_vqa
 
     cfg = load_config(VQATrainConfig, REPO / "configs" / "vqa" / "quick.yaml", [f"data.root={root}"])
-    if cfg.threads:
+    if cfg.threads and not threads:  # as the trainer does, unless the benchmark was given its threads
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     vlm, processor = build_grounded_vlm(cfg.model, max_length=cfg.max_length)
@@ -153,39 +155,52 @@ def _vqa(root: Path, repeats: int, steps: int) -> dict[str, Any]:
     batch_size = cfg.optim.batch_size
     return {"cold_images_per_s": _median_rate(cold), "loader_images_per_s": _median_rate(passes),
             "step_images_per_s": batch_size / statistics.median(seconds), "batch_size": batch_size,
-            "num_workers": cfg.data.num_workers, "train_questions": len(ds), "distinct_images": cold[0][1],
+            "num_workers": cfg.data.num_workers, "threads": torch.get_num_threads(), "train_questions": len(ds),
+            "distinct_images": cold[0][1],
             "loader_passes": [{"seconds": s, "images": n} for s, n in passes], "step_seconds": seconds}
 
 
-def run(repeats: int = 5, n: int = 64, steps: int = 5, vqa: bool = True, vqa_steps: int = 3) -> dict:
+def run(repeats: int = 5, n: int = 64, steps: int = 5, vqa: bool = True, vqa_steps: int = 3,
+        threads: int | None = None) -> dict:
     """The rows described in the module docstring over a SynthMed set of ``n`` images (temporary folder);
-    ``vqa=False`` skips the VQA path (the language model's load and steps take most of the time)."""
+    ``vqa=False`` skips the VQA path (the language model's load and steps take most of the time); ``threads``:
+    torch CPU threads of the whole measurement (default: as the trainers leave them; the VQA preset sets its own).
+
+    On a machine that other jobs share, the loaders' small per-image tensor operations (mask and image resizes)
+    each wait for every thread of the pool to be scheduled; ``load_average`` in the result says how busy it was."""
     from synthmed import generate_dataset
 
     if repeats < 1 or steps < 1 or vqa_steps < 1:
         raise ValueError("repeats, steps and vqa_steps must be >= 1")
-    with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
-        root = Path(tmp) / "synthmed"
-        generate_dataset(root, n, seed=0, size=256, workers=1, progress=False)
-        g = _grounding(root, repeats, steps)
-        v = _vqa(root, repeats, vqa_steps) if vqa else None
+    before, load = torch.get_num_threads(), os.getloadavg()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_loader_") as tmp:
+            root = Path(tmp) / "synthmed"
+            generate_dataset(root, n, seed=0, size=256, workers=1, progress=False)
+            g = _grounding(root, repeats, steps)
+            v = _vqa(root, repeats, vqa_steps, threads) if vqa else None
+    finally:
+        torch.set_num_threads(before)
     ratio = g["loader_images_per_s"] / g["step_images_per_s"]
     rows = [
         {"name": "grounding loader", "value": g["loader_images_per_s"], "unit": "images/s",
-         "target": f"quick preset, batch {g['batch_size']}, num_workers {g['num_workers']}"},
+         "target": f"quick preset, batch {g['batch_size']}, num_workers {g['num_workers']}, {g['threads']} threads"},
         {"name": "grounding train step", "value": g["step_images_per_s"], "unit": "images/s",
          "target": f"batch {g['batch_size']}, forward + backward + AdamW"},
         {"name": "grounding loader / step", "value": ratio, "unit": "x", "target": f">= {TARGET_RATIO:.0f}x",
          "ok": ratio >= TARGET_RATIO},
     ]
-    out: dict[str, Any] = {"rows": rows, "grounding": g}
+    out: dict[str, Any] = {"rows": rows, "grounding": g, "load_average": {"before": load, "after": os.getloadavg()}}
     if v is not None:
         vratio = v["loader_images_per_s"] / v["step_images_per_s"]
         rows += [
             {"name": "vqa image load+preprocess (cold)", "value": v["cold_images_per_s"], "unit": "images/s",
              "target": f"once per run, {v['distinct_images']} images"},
             {"name": "vqa loader (cached images)", "value": v["loader_images_per_s"], "unit": "images/s",
-             "target": f"quick preset, batch {v['batch_size']}, num_workers {v['num_workers']}"},
+             "target": f"quick preset, batch {v['batch_size']}, num_workers {v['num_workers']}, "
+                       f"{v['threads']} threads"},
             {"name": "vqa train step", "value": v["step_images_per_s"], "unit": "images/s",
              "target": f"batch {v['batch_size']}, SmolLM2-135M + LoRA"},
             {"name": "vqa loader / step", "value": vratio, "unit": "x", "target": f">= {TARGET_RATIO:.0f}x",
@@ -202,8 +217,10 @@ if __name__ == "__main__":
     parser.add_argument("--steps", type=int, default=5, help="timed grounding steps")
     parser.add_argument("--vqa-steps", type=int, default=3, help="timed VQA steps")
     parser.add_argument("--no-vqa", action="store_true", help="grounding only")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: as the trainers)")
     args = parser.parse_args()
-    result = run(args.repeats, args.n, args.steps, vqa=not args.no_vqa, vqa_steps=args.vqa_steps)
+    result = run(args.repeats, args.n, args.steps, vqa=not args.no_vqa, vqa_steps=args.vqa_steps,
+                 threads=args.threads)
     for row in result["rows"]:
         status = "" if row.get("ok") is None else ("  ok" if row["ok"] else "  MISSED")
         print(f"{row['name']:34s} {row['value']:10.3f} {row['unit']:9s} {row.get('target', '')}{status}")

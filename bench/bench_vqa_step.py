@@ -304,6 +304,7 @@ if __name__ == "__main__":
     for row in result["rows"]:
         status = "" if row.get("ok") is None else ("  ok" if row["ok"] else "  MISSED")
         print(f"{row['name']:28s} {row['value']:10.3f} {row['unit']:9s} {row.get('target', '')}{status}")
-    print("ratios of the fastest steps:", ", ".join(f"{m} / none {r:.3f}" for m, r in result["ratio_of_minima"].items()))
+    minima = result["ratio_of_minima"]
+    print("ratios of the fastest steps:", ", ".join(f"{m} / none {r:.3f}" for m, r in minima.items()))
     for line in result.get("profile", {}).get("summary", []):
         print("profile:", line)

@@ -192,7 +192,8 @@ def run(repeats: int = 5, n: int = 64, steps: int = 5, vqa: bool = True, vqa_ste
         {"name": "grounding loader / step", "value": ratio, "unit": "x", "target": f">= {TARGET_RATIO:.0f}x",
          "ok": ratio >= TARGET_RATIO},
     ]
-    out: dict[str, Any] = {"rows": rows, "grounding": g, "load_average": {"before": load, "after": os.getloadavg()}}
+    out: dict[str, Any] = {"rows": rows, "grounding": g, "load_average": {"before": load, "after": os.getloadavg()},
+                           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     if v is not None:
         vratio = v["loader_images_per_s"] / v["step_images_per_s"]
         rows += [

@@ -168,6 +168,8 @@ def run(repeats: int = 5, batch_size: int = 8, grid_batches: Sequence[int] = (1,
     try:
         out = _run(repeats, batch_size, grid_batches, grid_lengths, grid_length_batch, grid_repeats, grid, profile)
         out["load_average"] = {"before": load, "after": os.getloadavg()}  # 1, 5, 15 min: other jobs' share
+        # with other jobs on the cores, spinning OpenMP threads (the default policy) wait out whole time slices
+        out["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "")
         return out
     finally:
         torch.set_num_threads(before)

@@ -107,9 +107,13 @@ def run(repeats: int = 5, run_demo: bool | None = None, summary: str | Path | No
                 result = _run_demo(Path(tmp) / "demo", n)
         # the time seen from outside (imports, process start) is the one `make demo` takes, less `make setup`
         timed = {**result, "total_seconds": result["wall_seconds"]}
-        rows = demo_rows(timed, f"measured now ({dt.datetime.now().isoformat(sep=' ', timespec='minutes')}, "
-                                f"{os.cpu_count()} cpus)")
-        return {"rows": rows, "source": "measured now", "summary": result}
+        policy = os.environ.get("OMP_WAIT_POLICY")
+        notes = [dt.datetime.now().isoformat(sep=" ", timespec="minutes"), f"{os.cpu_count()} cpus",
+                 "load " + ", ".join(f"{x:.1f}" for x in os.getloadavg())]
+        if policy:
+            notes.append(f"OMP_WAIT_POLICY={policy}")
+        rows = demo_rows(timed, f"measured now ({', '.join(notes)})")
+        return {"rows": rows, "source": "measured now", "summary": result, "load_average_after": os.getloadavg()}
     paths = [Path(summary)] if summary is not None else find_summaries(REPO / "runs")
     if not paths or not paths[0].is_file():
         return {"rows": not_measured_rows(), "source": None}

@@ -97,6 +97,8 @@ class MedGLIP(
         focal_alpha, focal_gamma: focal loss of the alignment.
         mlm_probability: share of prompt tokens masked for the MLM task (training mode only).
         centre_radius: FCOS centre-sampling radius in strides.
+        channels_last: run the convolutions on channels-last activations (a memory layout, not an architecture:
+            the weights and outputs do not change; see :class:`~grounding.model.backbone.ImageBackbone`).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class MedGLIP(
         focal_gamma: float = 2.0,
         mlm_probability: float = 0.15,
         centre_radius: float = 1.5,
+        channels_last: bool = True,
     ) -> None:
         super().__init__()
         strides = [int(s) for s in strides]
@@ -132,6 +135,7 @@ class MedGLIP(
             ),
             dim,
             strides,
+            channels_last=channels_last,
         )
         self.text = PromptedTextEncoder(
             build_text_encoder(text_encoder, pretrained_text_encoder), num_modalities, prompt_length, dim

@@ -42,9 +42,11 @@ CHECKPOINTS = "checkpoints"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 #: packages whose versions a checkpoint records
 PACKAGES: tuple[str, ...] = ("torch", "transformers", "peft", "accelerate", "datasets", "timm", "numpy")
-#: config keys a resumed run may change (they do not change the steps taken)
+#: config keys a resumed run may change (they do not change the steps taken, at most their float rounding: the
+#: thread count, the activations' memory layout, the fused optimizer kernel)
 RESUMABLE_CHANGES = frozenset({"output_dir", "resume", "max_minutes", "threads", "optim.max_steps", "save_every",
-                               "keep_checkpoints", "log_every", "eval_batch_size"})
+                               "keep_checkpoints", "log_every", "eval_batch_size", "model.channels_last",
+                               "optim.fused"})
 
 
 class NonFiniteTrainingError(RuntimeError):

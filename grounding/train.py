@@ -1,10 +1,11 @@
 """Train Med-GLIP: ``accelerate launch grounding/train.py --config configs/grounding/quick.yaml [key=value ...]``.
 
-Plain ``python grounding/train.py ...`` works too (one process). The loop is written out with accelerate: AdamW,
-warm-up + cosine, gradient clipping, optional bf16, a progress bar with the loss parts, a JSONL log
-(``OUTPUT/log.jsonl``), resumable checkpoints (``OUTPUT/checkpoints/step-<N>``, ``--resume auto``; the shared loop
-of :mod:`grounding.loop` also skips non-finite steps), the final model with the resolved config (``OUTPUT/final``)
-and, when a validation set is given, phrase-grounding metrics on it (``OUTPUT/val_metrics.json``).
+Plain ``python grounding/train.py ...`` works too (one process). The loop is written out with accelerate: (fused)
+AdamW, warm-up + cosine, gradient clipping, bf16 autocast where the hardware computes in bf16 (``mixed_precision``),
+a progress bar with the loss parts, a JSONL log (``OUTPUT/log.jsonl``), resumable checkpoints
+(``OUTPUT/checkpoints/step-<N>``, ``--resume auto``; the shared loop of :mod:`grounding.loop` also skips non-finite
+steps), the final model with the resolved config (``OUTPUT/final``) and, when a validation set is given,
+phrase-grounding metrics on it (``OUTPUT/val_metrics.json``).
 """
 from __future__ import annotations
 
@@ -128,6 +129,29 @@ def build_datasets(cfg: GroundingTrainConfig, log: RecordLog) -> tuple[datasets.
     return train, val
 
 
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag; Linux), where
+    oneDNN's bf16 matmuls and convolutions beat float32. Elsewhere they are emulated and slower."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def resolve_mixed_precision(setting: str, cuda: bool | None = None) -> str:
+    """``auto`` -> ``bf16`` where the training device runs bf16 natively (a CUDA GPU that supports it; else a CPU
+    with :func:`cpu_has_native_bf16`), otherwise ``no``; any other setting is returned unchanged."""
+    if setting != "auto":
+        return setting
+    if cuda is None:  # where accelerate will put the model (``accelerate launch --cpu`` keeps it off the GPU)
+        cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
+    if cuda:
+        return "bf16" if torch.cuda.is_bf16_supported() else "no"
+    return "bf16" if cpu_has_native_bf16() else "no"
+
+
 def freeze_trunk_to_stride(model: MedGLIP, stride: int) -> int:
     """Freeze the backbone trunk's parameters up to the stage that outputs ``stride`` (timm's ``feature_info``
     names that stage); returns how many tensors were frozen. Frozen BatchNorm layers keep their running statistics
@@ -197,8 +221,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.output_dir)
     trackers = "tensorboard" if _has_tensorboard() else None
+    precision = resolve_mixed_precision(cfg.mixed_precision)
+    # ``auto``: this trainer autocasts the forward itself, so accelerate's process-wide state stays float32 and the
+    # trainers that run after it in the same process (eval/demo.py) can still choose their own precision.
+    # An explicit bf16 / fp16 goes to accelerate (FSDP and DeepSpeed precision policies, fp16 loss scaling).
+    own_autocast = cfg.mixed_precision == "auto" and precision == "bf16"
     accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
+        mixed_precision="no" if own_autocast else precision,
         gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with=trackers,
         project_dir=str(out),
@@ -229,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     model.train()
     freeze_trunk_to_stride(model, cfg.optim.freeze_backbone_to_stride)
     keep_frozen_norms_in_eval(model)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.optim.lr, betas=cfg.optim.betas)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  fused=cfg.optim.fused)
     # accelerate steps a prepared scheduler once per process at every optimizer step: count in those steps
     processes = accelerator.num_processes
     scheduler = get_cosine_schedule_with_warmup(optimizer, cfg.optim.warmup_steps * processes,
@@ -257,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     def forward(batch):
         batch = batch.to(accelerator.device)
         prompts = unwrapped.encode_prompts(batch.phrase_lists).to(accelerator.device)
-        return model(batch.images, prompts, batch.modality_ids, batch.targets)
+        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=own_autocast):
+            return model(batch.images, prompts, batch.modality_ids, batch.targets)
 
     loop = LoopConfig(max_steps=cfg.optim.max_steps, grad_clip=cfg.optim.grad_clip, log_every=cfg.log_every,
                       max_minutes=cfg.max_minutes, save_every=cfg.save_every, keep_checkpoints=cfg.keep_checkpoints,
@@ -269,7 +300,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     save_state(state)
     step, epoch, stopped_early, train_seconds = result.steps, result.epochs, result.stopped_by_time_limit, result.seconds
     accelerator.wait_for_everyone()
+    # under mixed precision accelerate wraps the model's forward in autocast; the saved model and the validation
+    # below are float32, as a loaded checkpoint is
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
     summary: dict = {"steps": step, "epochs_started": epoch, "train_seconds": round(train_seconds, 1),
+                     "mixed_precision": precision,
                      "stopped_by_time_limit": stopped_early, "skipped_nonfinite_steps": result.skipped_steps,
                      "train_samples": len(train_ds),
                      "val_samples": len(val_ds) if val_ds is not None else 0, "records": log.to_dict()}

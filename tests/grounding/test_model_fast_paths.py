@@ -9,15 +9,15 @@ import torch
 
 from grounding.model import build_grounder, tiny_config
 from grounding.model.fusion import CrossAttention
+from toy_grounding_batch import PHRASES, toy_images
+from toy_grounding_batch import toy_targets as _targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SIZE = 64
-PHRASES = [["left lung", "right lung", "nodule in the left lung"], ["heart"]]
-BOXES = [
-    torch.tensor([[0.05, 0.10, 0.45, 0.90], [0.55, 0.10, 0.95, 0.90], [0.15, 0.25, 0.35, 0.45]]),
-    torch.tensor([[0.30, 0.30, 0.70, 0.80]]),
-]
+
+def _images() -> torch.Tensor:
+    """The toy batch plus a little seeded noise (the layouts are compared on non-constant inputs)."""
+    return toy_images(noise=0.05)
 
 
 def _reference_attention(attn: CrossAttention, x: torch.Tensor, context: torch.Tensor,
@@ -50,27 +50,6 @@ def test_cross_attention_equals_the_explicit_softmax_attention(with_mask: bool) 
     attn(x1, context, mask).square().sum().backward()
     _reference_attention(attn, x2, context, mask).square().sum().backward()
     torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5)
-
-
-def _images() -> torch.Tensor:
-    images = torch.zeros(2, 3, SIZE, SIZE)
-    for b, boxes in enumerate(BOXES):
-        for k, box in enumerate(boxes):
-            x1, y1, x2, y2 = (box * SIZE).round().long().tolist()
-            images[b, k % 3, y1:y2, x1:x2] = 1.0
-    return images + 0.05 * torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-
-
-def _targets() -> list[dict[str, torch.Tensor]]:
-    masks = torch.zeros(3, SIZE, SIZE)
-    for p, box in enumerate(BOXES[0]):
-        x1, y1, x2, y2 = (box * SIZE).round().long().tolist()
-        masks[p, y1:y2, x1:x2] = 1
-    return [
-        {"boxes": BOXES[0], "phrase_index": torch.tensor([0, 1, 2]), "parent_index": torch.tensor([-1, -1, 0]),
-         "masks": masks, "mask_valid": torch.tensor([True, True, False])},
-        {"boxes": BOXES[1], "phrase_index": torch.tensor([0])},
-    ]
 
 
 def test_channels_last_gives_the_same_outputs_loss_and_gradients() -> None:

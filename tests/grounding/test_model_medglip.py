@@ -17,41 +17,14 @@ from grounding.model.head import phrase_max
 from grounding.model.losses import DEFAULT_LOSS_WEIGHTS, LOSS_NAMES
 from grounding.model.text import PromptedTextEncoder
 
-SIZE = 64
-PHRASES = [["left lung", "right lung", "nodule in the left lung"], ["heart"]]
-BOXES = [
-    torch.tensor([[0.05, 0.10, 0.45, 0.90], [0.55, 0.10, 0.95, 0.90], [0.15, 0.25, 0.35, 0.45]]),
-    torch.tensor([[0.30, 0.30, 0.70, 0.80]]),
-]
+from toy_grounding_batch import BOXES, PHRASES, SIZE
+from toy_grounding_batch import toy_images as _images
+from toy_grounding_batch import toy_targets as _targets
 
 
 def _model(**overrides) -> MedGLIP:
     torch.manual_seed(0)
     return build_grounder(tiny_config(**overrides))
-
-
-def _images() -> torch.Tensor:
-    """Bright rectangles where the boxes are, one colour channel per phrase, so the batch is learnable."""
-    images = torch.zeros(2, 3, SIZE, SIZE)
-    for b, boxes in enumerate(BOXES):
-        for k, box in enumerate(boxes):
-            x1, y1, x2, y2 = (box * SIZE).round().long().tolist()
-            images[b, k % 3, y1:y2, x1:x2] = 1.0
-    return images
-
-
-def _targets(with_masks: bool = True) -> list[dict[str, torch.Tensor]]:
-    targets = [
-        {"boxes": BOXES[0], "phrase_index": torch.tensor([0, 1, 2]), "parent_index": torch.tensor([-1, -1, 0])},
-        {"boxes": BOXES[1], "phrase_index": torch.tensor([0])},
-    ]
-    if with_masks:
-        masks = torch.zeros(3, SIZE, SIZE)
-        for p, box in enumerate(BOXES[0]):
-            x1, y1, x2, y2 = (box * SIZE).round().long().tolist()
-            masks[p, y1:y2, x1:x2] = 1
-        targets[0].update(masks=masks, mask_valid=torch.tensor([True, True, False]))
-    return targets
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from toy_grounding_batch import PHRASES, toy_images
+from toy_grounding_batch import toy_targets as _targets
 
 from grounding.model import build_grounder, tiny_config
 from grounding.model.fusion import CrossAttention
-from toy_grounding_batch import PHRASES, toy_images
-from toy_grounding_batch import toy_targets as _targets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,6 +7,9 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
+from toy_grounding_batch import BOXES, PHRASES, SIZE
+from toy_grounding_batch import toy_images as _images
+from toy_grounding_batch import toy_targets as _targets
 
 from grounding.model import GrounderConfig, MedGLIP, build_grounder, predict_regions, tiny_config
 from grounding.model import losses as losses_module
@@ -16,10 +19,6 @@ from grounding.model.fusion import BiFusionLayer
 from grounding.model.head import phrase_max
 from grounding.model.losses import DEFAULT_LOSS_WEIGHTS, LOSS_NAMES
 from grounding.model.text import PromptedTextEncoder
-
-from toy_grounding_batch import BOXES, PHRASES, SIZE
-from toy_grounding_batch import toy_images as _images
-from toy_grounding_batch import toy_targets as _targets
 
 
 def _model(**overrides) -> MedGLIP:

@@ -28,6 +28,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,13 +101,19 @@ def _grounding(root: Path, repeats: int, steps: int) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
-    step(batches[0])  # warm-up
-    seconds = [step(batches[1 + i % (len(batches) - 1)] if len(batches) > 1 else batches[0]) for i in range(steps)]
+    seconds = _step_seconds(step, batches, steps)
     batch_size = cfg.optim.batch_size
     return {"loader_images_per_s": _median_rate(passes), "step_images_per_s": batch_size / statistics.median(seconds),
             "batch_size": batch_size, "num_workers": cfg.data.num_workers, "threads": torch.get_num_threads(),
             "train_images": len(train_ds),
             "loader_passes": [{"seconds": s, "images": n} for s, n in passes], "step_seconds": seconds}
+
+
+def _step_seconds(step: Callable[[Any], float], batches: list[Any], steps: int) -> list[float]:
+    """Seconds of ``steps`` calls of ``step`` after one warm-up call on ``batches[0]``, cycling through the other
+    batches (or ``batches[0]`` again when there is only one)."""
+    step(batches[0])  # warm-up
+    return [step(batches[1 + i % (len(batches) - 1)] if len(batches) > 1 else batches[0]) for i in range(steps)]
 
 
 def _vqa(root: Path, repeats: int, steps: int, threads: int | None = None) -> dict[str, Any]:
@@ -150,8 +157,7 @@ def _vqa(root: Path, repeats: int, steps: int, threads: int | None = None) -> di
         optimizer.zero_grad(set_to_none=True)
         return time.perf_counter() - start
 
-    step(batches[0])  # warm-up
-    seconds = [step(batches[1 + i % (len(batches) - 1)] if len(batches) > 1 else batches[0]) for i in range(steps)]
+    seconds = _step_seconds(step, batches, steps)
     batch_size = cfg.optim.batch_size
     return {"cold_images_per_s": _median_rate(cold), "loader_images_per_s": _median_rate(passes),
             "step_images_per_s": batch_size / statistics.median(seconds), "batch_size": batch_size,

@@ -358,6 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default=None, help="SLAKE folder only: train, validate or test")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (auto: cuda when available)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0)")
+    parser.add_argument("--no-fold-batch-norms", action="store_true",
+                        help="keep the image trunk's batch norms (by default they are folded into its convs: same "
+                             "regions to float rounding, a faster trunk)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing store at --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -394,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ds, is_folder = load_inputs(args.data, args.split, modality)
     if is_folder and prompts is None:
         parser.error(f"--data {args.data} is a folder of images: pass --prompts to say what to ground")
-    model, vocab = load_grounding_checkpoint(args.checkpoint, device=str(device))
+    model, vocab = load_grounding_checkpoint(args.checkpoint, device=str(device),
+                                             fold_batch_norms=not args.no_fold_batch_norms)
     if prompts is None and not vocab.by_modality:
         parser.error(f"checkpoint {args.checkpoint} has an empty phrase vocabulary: pass --prompts")
     image_size = args.image_size or default_image_size(args.checkpoint)

@@ -19,6 +19,7 @@ from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
 from torch import nn
 
 from grounding.model.backbone import ImageBackbone
+from grounding.model.bn_folding import FOLDED_ATTR, fold_batch_norms
 from grounding.model.fusion import FusionEncoder
 from grounding.model.head import GroundingHead, grid_points, phrase_max
 from grounding.model.losses import LossInputs, compute_losses
@@ -198,6 +199,28 @@ class MedGLIP(
                 local_files_only=local_files_only,
             )
         return cls._load_as_safetensor(model, model_file, map_location, strict)
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # inference fast path
+
+    def fold_batch_norms(self) -> int:
+        """Fold the image trunk's batch norms into its convolutions (inference only; see
+        :mod:`grounding.model.bn_folding`). Puts the model in eval mode; returns how many were folded. The model
+        then refuses ``train()`` and ``save_pretrained`` (reload the checkpoint for those)."""
+        self.eval()
+        folded = fold_batch_norms(self.backbone.trunk)
+        setattr(self, FOLDED_ATTR, True)
+        return folded
+
+    def train(self, mode: bool = True) -> MedGLIP:
+        if mode and getattr(self, FOLDED_ATTR, False):
+            raise RuntimeError("this MedGLIP's batch norms were folded for inference; load the checkpoint again to train")
+        return super().train(mode)
+
+    def save_pretrained(self, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, FOLDED_ATTR, False):
+            raise RuntimeError("this MedGLIP's batch norms were folded for inference; its weights are not a checkpoint")
+        return super().save_pretrained(*args, **kwargs)
 
     # -----------------------------------------------------------------------------------------------------------------
     # prompts

@@ -356,12 +356,8 @@ def _training(repeats: int, real_weights: bool, profile: bool) -> tuple[list[dic
     from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
     from grounding.datasets import load_grounding
     from grounding.model import build_grounder
-    from grounding.train import (
-        freeze_trunk_to_stride,
-        keep_frozen_norms_in_eval,
-        param_groups,
-        resolve_mixed_precision,
-    )
+    from grounding.precision import resolve_mixed_precision
+    from grounding.train import freeze_trunk_to_stride, keep_frozen_norms_in_eval, param_groups
     from synthmed import generate_dataset
 
     cfg = _quick_config()

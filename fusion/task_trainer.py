@@ -100,7 +100,9 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     log_file = JsonlLog(out / "log.jsonl", enabled=main_process)
 
     def validate(step: int) -> None:
-        records = answer_shared(accelerator, task, unwrapped, processor, splits["val"], regions, val_set, "validating")
+        with run.autocast():
+            records = answer_shared(accelerator, task, unwrapped, processor, splits["val"], regions, val_set,
+                                    "validating")
         if main_process:
             metrics = task.score(records, False)
             log_file.write({"step": step, "val": metrics})
@@ -119,20 +121,22 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
                         grad_clip=cfg.optim.grad_clip, validate=validate,
                         set_train_mode=lambda: train_mode(unwrapped, cfg.model.train), log=log_file,
                         log_every=cfg.log_every, eval_every=cfg.eval_every, max_minutes=cfg.max_minutes,
-                        desc=f"{task.name} {cfg.model.injection}", progress=progress, state=state, save=save_state,
-                        save_every=cfg.save_every, max_bad_steps=cfg.max_bad_steps)
+                        desc=f"{task.name} {cfg.model.injection}", progress=progress, bf16=run.bf16, state=state,
+                        save=save_state, save_every=cfg.save_every, max_bad_steps=cfg.max_bad_steps)
     validate(result.steps)
     save_state(state)  # the end: a resumable state beside the final weights
     summary = run_summary(cfg.model.injection, cfg.regions if regions is not None else "", result, n_train, n_all,
                           task.unit, {name: len(ds) for name, ds in splits.items()}, log.to_dict())
+    summary["precision"] = "bf16 autocast" if run.bf16 else accelerator.mixed_precision
     if main_process:
         save("final")
     accelerator.wait_for_everyone()
     test_records = None
     if "test" in splits and len(splits["test"]):  # answered by every process with the best checkpoint
         best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
-        test_records = answer_shared(accelerator, task, best_vlm, best_processor, splits["test"], regions, test_set,
-                                     "testing")
+        with run.autocast():
+            test_records = answer_shared(accelerator, task, best_vlm, best_processor, splits["test"], regions,
+                                         test_set, "testing")
     if main_process:
         summary.update(best_step=best["step"], val=best.get("metrics", {}), checkpoint=str(out / "best"))
         if test_records is not None:

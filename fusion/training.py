@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -29,6 +29,7 @@ from grounding.loop import (
     train_steps,
     trainable_state_hooks,
 )
+from grounding.precision import accelerate_precision, autocast, own_autocast
 
 
 @dataclass
@@ -75,7 +76,9 @@ class OptimConfig:
 @dataclass
 class RunConfig:
     """The run fields every GroundedVLM trainer shares: ``seed``, ``output_dir``, validation every ``eval_every``
-    steps (0: per epoch), ``log_every``, ``mixed_precision`` (no, bf16, fp16), ``threads`` (torch CPU threads),
+    steps (0: per epoch), ``log_every``, ``mixed_precision`` (``auto``: bf16 autocast of training and of the
+    trainer's own validation / test answering where the device computes bf16 natively, float32 elsewhere, see
+    :mod:`grounding.precision`; or ``no``, ``bf16``, ``fp16`` through accelerate), ``threads`` (torch CPU threads),
     ``max_minutes`` of training; resumable checkpoints every ``save_every`` steps (0: only at the end) keeping the
     newest ``keep_checkpoints``; a stop after ``max_bad_steps`` non-finite steps in a row; ``resume``: ``""`` (start
     fresh), ``auto`` (the newest checkpoint of ``output_dir``, if any) or a checkpoint folder."""
@@ -85,7 +88,7 @@ class RunConfig:
     eval_every: int = 0
     eval_batch_size: int = 16
     log_every: int = 10
-    mixed_precision: str = "no"
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     threads: int | None = None
     max_minutes: float | None = None
     save_every: int = 0
@@ -152,6 +155,7 @@ def train_loop(
     max_minutes: float | None = None,
     desc: str = "training",
     progress: bool = True,
+    bf16: bool = False,
     state: LoopState | None = None,
     save: Callable[[LoopState], None] | None = None,
     save_every: int = 0,
@@ -162,11 +166,16 @@ def train_loop(
 
     ``validate(step)`` runs every ``eval_every`` steps, or at the end of each epoch when ``eval_every`` is 0 (not at
     the end of training: the caller validates the final model itself); ``set_train_mode()`` puts the model back
-    in training mode before training and after each validation; ``state`` / ``save`` resume and checkpoint.
+    in training mode before training and after each validation; ``bf16``: autocast the forward to bfloat16
+    (``Run.bf16``); ``state`` / ``save`` resume and checkpoint.
     """
     cfg = LoopConfig(max_steps=max_steps, grad_clip=grad_clip, log_every=log_every, eval_every=eval_every,
                      max_minutes=max_minutes, save_every=save_every, max_bad_steps=max_bad_steps)
-    return train_steps(accelerator, model, optimizer, scheduler, loader, params, model, cfg, state=state,
+    def forward(batch: Any) -> Any:
+        with autocast(accelerator.device, bf16):
+            return model(batch)
+
+    return train_steps(accelerator, model, optimizer, scheduler, loader, params, forward, cfg, state=state,
                        validate=validate, set_train_mode=set_train_mode, log=log.write, save=save, desc=desc,
                        progress=progress)
 
@@ -183,6 +192,11 @@ class Run:
     out: Path
     main_process: bool
     progress: bool
+    bf16: bool = False  # the trainer autocasts to bf16 itself (``mixed_precision: auto`` on native-bf16 hardware)
+
+    def autocast(self) -> Any:
+        """bf16 autocast on the run's device when :attr:`bf16`, else a no-op context."""
+        return autocast(self.accelerator.device, self.bf16)
 
 
 def trainer_parser(prog: str, description: str, example: str, dataset_names: tuple[str, ...]) -> Any:
@@ -225,14 +239,15 @@ def start_run(output_dir: str, seed: int, mixed_precision: str, grad_accum: int,
 
     if threads:
         torch.set_num_threads(threads)
-    accelerator = Accelerator(mixed_precision=mixed_precision, gradient_accumulation_steps=grad_accum,
-                              dataloader_config=epoch_seeded_loader_config())
+    accelerator = Accelerator(mixed_precision=accelerate_precision(mixed_precision),
+                              gradient_accumulation_steps=grad_accum, dataloader_config=epoch_seeded_loader_config())
     trainable_state_hooks(accelerator)
     set_seed(seed)
     out = Path(output_dir)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-    return Run(accelerator, out, accelerator.is_main_process, accelerator.is_main_process and show_progress)
+    return Run(accelerator, out, accelerator.is_main_process, accelerator.is_main_process and show_progress,
+               own_autocast(mixed_precision))
 
 
 def run_regions(injection: str, spec: str, oracle_sources: list[str], run: Run) -> Any:

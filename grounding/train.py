@@ -45,6 +45,7 @@ from grounding.loop import (
     trainable_state_hooks,
 )
 from grounding.model import MedGLIP, build_grounder
+from grounding.precision import accelerate_precision, autocast, own_autocast, resolve_mixed_precision
 from grounding.records import RecordChecker, RecordLog
 from grounding.splits import split_by_group
 from grounding.textio import read_csv
@@ -129,29 +130,6 @@ def build_datasets(cfg: GroundingTrainConfig, log: RecordLog) -> tuple[datasets.
     return train, val
 
 
-def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
-    """Whether this CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag; Linux), where
-    oneDNN's bf16 matmuls and convolutions beat float32. Elsewhere they are emulated and slower."""
-    try:
-        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    flags = {word for line in text.splitlines() if line.startswith("flags") for word in line.split()}
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_mixed_precision(setting: str, cuda: bool | None = None) -> str:
-    """``auto`` -> ``bf16`` where the training device runs bf16 natively (a CUDA GPU that supports it; else a CPU
-    with :func:`cpu_has_native_bf16`), otherwise ``no``; any other setting is returned unchanged."""
-    if setting != "auto":
-        return setting
-    if cuda is None:  # where accelerate will put the model (``accelerate launch --cpu`` keeps it off the GPU)
-        cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
-    if cuda:
-        return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "bf16" if cpu_has_native_bf16() else "no"
-
-
 def freeze_trunk_to_stride(model: MedGLIP, stride: int) -> int:
     """Freeze the backbone trunk's parameters up to the stage that outputs ``stride`` (timm's ``feature_info``
     names that stage); returns how many tensors were frozen. Frozen BatchNorm layers keep their running statistics
@@ -225,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # ``auto``: this trainer autocasts the forward itself, so accelerate's process-wide state stays float32 and the
     # trainers that run after it in the same process (eval/demo.py) can still choose their own precision.
     # An explicit bf16 / fp16 goes to accelerate (FSDP and DeepSpeed precision policies, fp16 loss scaling).
-    own_autocast = cfg.mixed_precision == "auto" and precision == "bf16"
+    own_bf16 = own_autocast(cfg.mixed_precision)
     accelerator = Accelerator(
-        mixed_precision="no" if own_autocast else precision,
+        mixed_precision=accelerate_precision(cfg.mixed_precision),
         gradient_accumulation_steps=cfg.optim.grad_accum,
         log_with=trackers,
         project_dir=str(out),
@@ -287,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     def forward(batch):
         batch = batch.to(accelerator.device)
         prompts = unwrapped.encode_prompts(batch.phrase_lists).to(accelerator.device)
-        with torch.autocast(accelerator.device.type, dtype=torch.bfloat16, enabled=own_autocast):
+        with autocast(accelerator.device, own_bf16):
             return model(batch.images, prompts, batch.modality_ids, batch.targets)
 
     loop = LoopConfig(max_steps=cfg.optim.max_steps, grad_clip=cfg.optim.grad_clip, log_every=cfg.log_every,

@@ -66,7 +66,7 @@ class GroundingTrainConfig:
 
     ``mixed_precision``: ``auto`` (the default) trains under bf16 autocast where the device computes in bf16 natively
     (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX) and in float32 elsewhere, where bf16 would be emulated and
-    slower (:func:`grounding.train.resolve_mixed_precision`). The trainer autocasts the forward itself then, leaving
+    slower (:func:`grounding.precision.resolve_mixed_precision`). The trainer autocasts the forward itself then, leaving
     accelerate's process-wide precision at float32 for any trainer that runs after it in the same process.
     ``no``, ``bf16``, ``fp16`` force one, through accelerate (its FSDP / DeepSpeed precision policies, fp16 loss
     scaling). The parameters, the optimizer state, the saved model and the validation stay float32. On a 2-core

@@ -24,6 +24,7 @@ class Stage:
     strides: tuple[int, ...] = (8, 16, 32)
     weights: dict[str, float] = field(default_factory=dict)
     mode: Literal["none", "text", "prefix"] = "none"
+    precision: Literal["auto", "no", "bf16"] = "auto"
     resume: str | None = None
     optim: Optim = field(default_factory=Optim)
 
@@ -36,6 +37,18 @@ def test_yaml_and_overrides(tmp_path: Path) -> None:
     assert cfg.optim.lr == 2e-4 and isinstance(cfg.optim.lr, float) and cfg.optim.betas == (0.9, 0.999)
     assert cfg.weights == {"mlm": 0.0}
     assert to_dict(cfg)["strides"] == [8, 16]
+
+
+def test_a_bare_no_is_the_word_where_a_choice_expects_it(tmp_path: Path) -> None:
+    """YAML 1.1 reads ``no`` as false: a Literal choice that holds "no" takes the word back, others still refuse."""
+    assert load_config(Stage, None, ["precision=no"]).precision == "no"
+    path = tmp_path / "fp32.yaml"
+    path.write_text("precision: no\n")
+    assert load_config(Stage, path).precision == "no"
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(Stage, None, ["mode=no"])  # "no" is not a mode
+    with pytest.raises(ConfigError, match="not one of"):
+        load_config(Stage, None, ["precision=yes"])
 
 
 @pytest.mark.parametrize(

@@ -98,17 +98,22 @@ def test_channels_last_gives_the_same_outputs_in_eval_mode() -> None:
 
 
 def test_mixed_precision_auto_follows_native_bf16(tmp_path, monkeypatch) -> None:
-    from grounding import train
+    from grounding import precision
     from grounding.train_config import GroundingTrainConfig
 
     assert GroundingTrainConfig().mixed_precision == "auto"
     with_bf16, without = tmp_path / "bf16", tmp_path / "avx2"
     with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
     without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
-    assert train.cpu_has_native_bf16(with_bf16) and not train.cpu_has_native_bf16(without)
-    assert not train.cpu_has_native_bf16(tmp_path / "missing")  # not Linux: no claim, float32
+    assert precision.cpu_has_native_bf16(with_bf16) and not precision.cpu_has_native_bf16(without)
+    assert not precision.cpu_has_native_bf16(tmp_path / "missing")  # not Linux: no claim, float32
     for native, expected in ((True, "bf16"), (False, "no")):
-        monkeypatch.setattr(train, "cpu_has_native_bf16", lambda native=native: native)
-        assert train.resolve_mixed_precision("auto", cuda=False) == expected
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda native=native: native)
+        assert precision.resolve_mixed_precision("auto", cuda=False) == expected
         for forced in ("no", "bf16", "fp16"):  # an explicit choice is never changed
-            assert train.resolve_mixed_precision(forced, cuda=False) == forced
+            assert precision.resolve_mixed_precision(forced, cuda=False) == forced
+            assert not precision.own_autocast(forced, cuda=False)
+            assert precision.accelerate_precision(forced, cuda=False) == forced
+        # auto: the trainer autocasts itself where bf16 is native, and accelerate stays at float32 either way
+        assert precision.own_autocast("auto", cuda=False) is native
+        assert precision.accelerate_precision("auto", cuda=False) == "no"

@@ -90,6 +90,7 @@ def test_two_steps_write_checkpoints_logs_and_test_predictions(tiny_synthmed, ti
 def test_best_checkpoint_reloads_to_the_test_predictions(tiny_synthmed, tiny_llm, tiny_stores, tmp_path) -> None:
     from fusion.checkpoint import load_grounded_vlm
     from fusion.region_sources import open_regions
+    from grounding.precision import autocast
     from grounding.records import RecordLog
     from vqa.config import VQADataConfig
     from vqa.data import load_splits
@@ -97,14 +98,44 @@ def test_best_checkpoint_reloads_to_the_test_predictions(tiny_synthmed, tiny_llm
     from vqa.train import main
 
     out = tmp_path / "run"
-    main(args(tiny_synthmed, tiny_llm, out, "--grounding", "prefix", "--regions", str(tiny_stores)))
+    summary = main(args(tiny_synthmed, tiny_llm, out, "--grounding", "prefix", "--regions", str(tiny_stores)))
     vlm, processor, cfg, meta = load_grounded_vlm(out / "best")
     assert cfg.llm == str(tiny_llm) and meta["train_config"]["optim"]["max_steps"] == 2
     splits = load_splits(VQADataConfig(root=str(tiny_synthmed), max_val=MAX_VAL, max_test=MAX_TEST), RecordLog())
-    records = predict_answers(vlm, processor, splits["test"], open_regions(str(tiny_stores)), batch_size=4,
-                              max_new_tokens=3, progress=False)
+    with autocast("cpu", summary["precision"] == "bf16 autocast"):  # the precision the trainer answered in
+        records = predict_answers(vlm, processor, splits["test"], open_regions(str(tiny_stores)), batch_size=4,
+                                  max_new_tokens=3, progress=False)
     saved = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
     assert [r["prediction"] for r in records] == [r["prediction"] for r in saved]
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_mixed_precision_auto_autocasts_where_bf16_is_native(tiny_synthmed, tiny_llm, tmp_path, monkeypatch,
+                                                             native_bf16) -> None:
+    """auto: bf16 autocast of the steps and of the answering on a native-bf16 CPU, float32 elsewhere; an explicit
+    ``no`` stays float32 anywhere."""
+    from fusion import training
+    from grounding import precision
+    from vqa.train import main
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native_bf16)
+    seen: list[torch.dtype] = []
+    real_forward = training.train_steps
+
+    def spy(accelerator, model, optimizer, scheduler, loader, params, forward, *rest, **kwargs):
+        def watched(batch):
+            out = forward(batch)
+            seen.append(out.logits.dtype)
+            return out
+        return real_forward(accelerator, model, optimizer, scheduler, loader, params, watched, *rest, **kwargs)
+
+    monkeypatch.setattr(training, "train_steps", spy)
+    summary = main(args(tiny_synthmed, tiny_llm, tmp_path / "auto", "mixed_precision=auto"))
+    assert summary["precision"] == ("bf16 autocast" if native_bf16 else "no")
+    assert seen and set(seen) == {torch.bfloat16 if native_bf16 else torch.float32}
+    seen.clear()
+    summary = main(args(tiny_synthmed, tiny_llm, tmp_path / "fp32", "mixed_precision=no"))
+    assert summary["precision"] == "no" and set(seen) == {torch.float32}
 
 
 def test_a_grounded_run_needs_regions(tiny_synthmed, tiny_llm, tmp_path) -> None:

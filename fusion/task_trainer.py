@@ -100,7 +100,7 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     log_file = JsonlLog(out / "log.jsonl", enabled=main_process)
 
     def validate(step: int) -> None:
-        with run.autocast():
+        with run.answering(unwrapped):
             records = answer_shared(accelerator, task, unwrapped, processor, splits["val"], regions, val_set,
                                     "validating")
         if main_process:
@@ -134,7 +134,7 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     test_records = None
     if "test" in splits and len(splits["test"]):  # answered by every process with the best checkpoint
         best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
-        with run.autocast():
+        with run.answering(best_vlm):
             test_records = answer_shared(accelerator, task, best_vlm, best_processor, splits["test"], regions,
                                          test_set, "testing")
     if main_process:

@@ -29,7 +29,7 @@ from grounding.loop import (
     train_steps,
     trainable_state_hooks,
 )
-from grounding.precision import accelerate_precision, autocast, own_autocast
+from grounding.precision import accelerate_precision, autocast, inference_autocast, own_autocast
 
 
 @dataclass
@@ -194,9 +194,10 @@ class Run:
     progress: bool
     bf16: bool = False  # the trainer autocasts to bf16 itself (``mixed_precision: auto`` on native-bf16 hardware)
 
-    def autocast(self) -> Any:
-        """bf16 autocast on the run's device when :attr:`bf16`, else a no-op context."""
-        return autocast(self.accelerator.device, self.bf16)
+    def answering(self, model: torch.nn.Module) -> Any:
+        """The context the trainer answers validation / test questions with ``model`` in: bf16 autocast (each
+        weight cast once, :func:`grounding.precision.inference_autocast`) when :attr:`bf16`, else a no-op."""
+        return inference_autocast(model, self.accelerator.device, self.bf16)
 
 
 def trainer_parser(prog: str, description: str, example: str, dataset_names: tuple[str, ...]) -> Any:

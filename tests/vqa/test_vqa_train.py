@@ -90,7 +90,7 @@ def test_two_steps_write_checkpoints_logs_and_test_predictions(tiny_synthmed, ti
 def test_best_checkpoint_reloads_to_the_test_predictions(tiny_synthmed, tiny_llm, tiny_stores, tmp_path) -> None:
     from fusion.checkpoint import load_grounded_vlm
     from fusion.region_sources import open_regions
-    from grounding.precision import autocast
+    from grounding.precision import inference_autocast
     from grounding.records import RecordLog
     from vqa.config import VQADataConfig
     from vqa.data import load_splits
@@ -102,7 +102,7 @@ def test_best_checkpoint_reloads_to_the_test_predictions(tiny_synthmed, tiny_llm
     vlm, processor, cfg, meta = load_grounded_vlm(out / "best")
     assert cfg.llm == str(tiny_llm) and meta["train_config"]["optim"]["max_steps"] == 2
     splits = load_splits(VQADataConfig(root=str(tiny_synthmed), max_val=MAX_VAL, max_test=MAX_TEST), RecordLog())
-    with autocast("cpu", summary["precision"] == "bf16 autocast"):  # the precision the trainer answered in
+    with inference_autocast(vlm, "cpu", summary["precision"] == "bf16 autocast"):  # as the trainer answered
         records = predict_answers(vlm, processor, splits["test"], open_regions(str(tiny_stores)), batch_size=4,
                                   max_new_tokens=3, progress=False)
     saved = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]

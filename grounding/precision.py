@@ -15,9 +15,6 @@ from pathlib import Path
 
 import torch
 
-#: the settings a trainer config accepts
-PRECISIONS = ("auto", "no", "bf16", "fp16")
-
 
 def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes in bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag; Linux), where

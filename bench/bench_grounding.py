@@ -119,16 +119,6 @@ def _inputs(model: nn.Module, batch: int, size: int = IMAGE_SIZE):
     return torch.rand(batch, 3, size, size, generator=gen), model.encode_prompts([PHRASES] * batch)
 
 
-def _median_s(fn: Callable[[], Any], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def _interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
     """Seconds of each function per repeat, all of them once per repeat (after one warm-up call each)."""
     for fn in fns.values():
@@ -266,7 +256,7 @@ def _compile_worker(spec: dict[str, Any]) -> None:
                 times = _interleaved({"eager": eager, "compiled": compiled}, spec["repeats"])
             except Exception as exc:  # noqa: BLE001 - any compiler failure is a result to report, not a crash
                 out["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:160]
-                times = {"eager": [_median_s(eager, spec["repeats"])]}
+                times = _interleaved({"eager": eager}, spec["repeats"])
         out.update(times)
         print("RESULT " + json.dumps(out), flush=True)
 
@@ -301,8 +291,8 @@ def _batch_rows(repeats: int, size: int, real_weights: bool, compile_: bool, bud
         if found is None:  # no child result: measure eager here
             model = model or _inference_model(real_weights)
             with torch.no_grad():
-                found = {"batch": batch, "eager": [_median_s(functools.partial(model, *_inputs(model, batch, size)),
-                                                             repeats)], "error": failure}
+                forward = functools.partial(model, *_inputs(model, batch, size))
+                found = {"batch": batch, **_interleaved({"eager": forward}, repeats), "error": failure}
             results[batch] = found
         eager = statistics.median(found["eager"])
         rows.append({"name": f"ours images/s b{batch} eager", "value": batch / eager, "unit": "img/s",
@@ -356,7 +346,7 @@ def _training(repeats: int, real_weights: bool, profile: bool) -> tuple[list[dic
     from grounding.data import GroundingTorchDataset, PhraseVocabulary, collate_grounding
     from grounding.datasets import load_grounding
     from grounding.model import build_grounder
-    from grounding.precision import resolve_mixed_precision
+    from grounding.precision import autocast, resolve_mixed_precision
     from grounding.train import freeze_trunk_to_stride, keep_frozen_norms_in_eval, param_groups
     from synthmed import generate_dataset
 
@@ -385,7 +375,7 @@ def _training(repeats: int, real_weights: bool, profile: bool) -> tuple[list[dic
         model.backbone.channels_last = channels_last
         start = time.perf_counter()
         # what grounding/train.py does under mixed_precision=auto on a CPU with native bf16
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with autocast("cpu", bf16):
             out = model(batch.images, model.encode_prompts(batch.phrase_lists), batch.modality_ids, batch.targets)
         middle = time.perf_counter()
         out.loss.backward()

@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from toy_grounding_batch import PHRASES, toy_images
 
 from grounding.checkpoint import load_grounding_checkpoint, save_grounding_checkpoint
 from grounding.data import PhraseVocabulary
 from grounding.model import build_grounder, tiny_config
 from grounding.model.bn_folding import FoldingError, fold_batch_norms
-from tests.grounding.toy_grounding_batch import PHRASES, toy_images
 
 
 def _randomise_statistics(module: nn.Module, seed: int = 0) -> None:

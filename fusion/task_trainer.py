@@ -127,7 +127,7 @@ def run_training(task: TrainerTask, cfg: Any, show_progress: bool = True) -> dic
     save_state(state)  # the end: a resumable state beside the final weights
     summary = run_summary(cfg.model.injection, cfg.regions if regions is not None else "", result, n_train, n_all,
                           task.unit, {name: len(ds) for name, ds in splits.items()}, log.to_dict())
-    summary["precision"] = "bf16 autocast" if run.bf16 else accelerator.mixed_precision
+    summary["mixed_precision"] = "bf16" if run.bf16 else accelerator.mixed_precision  # as grounding/train.py's
     if main_process:
         save("final")
     accelerator.wait_for_everyone()

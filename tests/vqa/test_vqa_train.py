@@ -102,7 +102,7 @@ def test_best_checkpoint_reloads_to_the_test_predictions(tiny_synthmed, tiny_llm
     vlm, processor, cfg, meta = load_grounded_vlm(out / "best")
     assert cfg.llm == str(tiny_llm) and meta["train_config"]["optim"]["max_steps"] == 2
     splits = load_splits(VQADataConfig(root=str(tiny_synthmed), max_val=MAX_VAL, max_test=MAX_TEST), RecordLog())
-    with inference_autocast(vlm, "cpu", summary["precision"] == "bf16 autocast"):  # as the trainer answered
+    with inference_autocast(vlm, "cpu", summary["mixed_precision"] == "bf16"):  # as the trainer answered (auto)
         records = predict_answers(vlm, processor, splits["test"], open_regions(str(tiny_stores)), batch_size=4,
                                   max_new_tokens=3, progress=False)
     saved = [json.loads(line) for line in (out / "predictions_test.jsonl").read_text().splitlines()]
@@ -131,11 +131,11 @@ def test_mixed_precision_auto_autocasts_where_bf16_is_native(tiny_synthmed, tiny
 
     monkeypatch.setattr(training, "train_steps", spy)
     summary = main(args(tiny_synthmed, tiny_llm, tmp_path / "auto", "mixed_precision=auto"))
-    assert summary["precision"] == ("bf16 autocast" if native_bf16 else "no")
+    assert summary["mixed_precision"] == ("bf16" if native_bf16 else "no")
     assert seen and set(seen) == {torch.bfloat16 if native_bf16 else torch.float32}
     seen.clear()
     summary = main(args(tiny_synthmed, tiny_llm, tmp_path / "fp32", "mixed_precision=no"))
-    assert summary["precision"] == "no" and set(seen) == {torch.float32}
+    assert summary["mixed_precision"] == "no" and set(seen) == {torch.float32}
 
 
 def test_a_grounded_run_needs_regions(tiny_synthmed, tiny_llm, tmp_path) -> None:
